@@ -1,0 +1,6 @@
+"""The NeDR reference model: network, checkpoints, inference helper."""
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .inference import dehaze
+from .network import NeDR, Prediction
+
+__all__ = ["NeDR", "Prediction", "load_checkpoint", "save_checkpoint", "dehaze", "CheckpointError"]

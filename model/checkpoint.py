@@ -1,0 +1,169 @@
+"""Checkpoint I/O: public NeDR/D4 `.pth` files and our safetensors + JSON-config format.
+
+Nothing here unpickles arbitrary objects: `.pth` goes through `torch.load(weights_only=True)`,
+our own format is safetensors with the config in its header metadata (one file, cannot drift
+apart from its weights).
+"""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from .network import NeDR
+
+FORMAT_NAME = "nedr"
+DREM_SEED = 20251113
+DEMO_WEIGHTS = "nedr-demo.safetensors"
+
+# Entries of public checkpoints that never influence J or t (model.md §8).
+DEAD_KEYS = re.compile(
+    r"^(mcc\."
+    r"|cid_\d+\.channel_dependent\.fc[12]\.(weight|bias)$"
+    r"|scratch\.refinenet4\.resConfUnit1\."
+    r"|drem\.RDB_[12]\.0\.conv1\.)"
+)
+MAX_LISTED = 6
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot become this model; the message names the file and the keys."""
+
+
+def _listing(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_LISTED])
+    return shown + (f" … (+{len(keys) - MAX_LISTED} more)" if len(keys) > MAX_LISTED else "")
+
+
+def default_weights_path() -> Path:
+    """The demo weights shipped inside the package (trained as described in their config)."""
+    return Path(str(resources.files("nedr.model") / "weights" / DEMO_WEIGHTS))
+
+
+def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint file into (state dict, config); config is empty for public files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, pickle with disallowed globals, not a torch file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first[:160]})") from None
+    if isinstance(obj, Mapping) and "net_h2c" in obj:
+        obj = obj["net_h2c"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict or a dict with 'net_h2c'")
+    return dict(obj), {}
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        config = json.loads(meta.get("config", "{}"))
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: corrupt config metadata ({exc})") from None
+    return state, config
+
+
+def apply_state(model: NeDR, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> list[str]:
+    """Copy every live entry strictly (names and shapes); returns missing DREM keys, if any.
+
+    Dead public entries are dropped; anything else unknown, missing or mis-shaped is an error,
+    because silently ignoring it would give a model that runs and dehazes wrongly.
+    """
+    expected = model.state_dict()
+    live = {k: v for k, v in state.items() if not DEAD_KEYS.match(k)}
+    unexpected = sorted(set(live) - set(expected))
+    missing = sorted(k for k in set(expected) - set(live) if not k.endswith("num_batches_tracked"))
+    missing_drem = [k for k in missing if k.startswith("drem.")]
+    missing_other = [k for k in missing if not k.startswith("drem.")]
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected keys {_listing(unexpected)}")
+    if missing_other:
+        raise CheckpointError(f"{source}: missing keys {_listing(missing_other)}")
+    shape_errors = [f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}"
+                    for k, v in live.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if shape_errors:
+        raise CheckpointError(f"{source}: shape mismatch {_listing(shape_errors)}")
+    for key, grid in live.items():
+        if key.endswith(".grid") and not torch.allclose(grid.float(), expected[key], atol=1e-5):
+            raise CheckpointError(f"{source}: {key} is not the uniform KAN grid (grid updates are not supported)")
+    converted = {k: v.to(expected[k].dtype) for k, v in live.items()}
+    model.load_state_dict(converted, strict=False)
+    return missing_drem
+
+
+def seed_drem(model: NeDR, seed: int = DREM_SEED) -> None:
+    """Initialise DREM reproducibly (public checkpoints cannot contain it)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for module in model.drem.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.reset_parameters()
+
+
+def load_checkpoint(path: str | Path | None = None, *, atmosphere: str | None = None,
+                    guided_filter: bool | None = None) -> NeDR:
+    """Build a NeDR in eval mode on the CPU from a public `.pth`, a bare state dict, or our format.
+
+    `path=None` loads the bundled demo weights. `atmosphere` / `guided_filter` default to the
+    checkpoint's config, else to the public outdoor setting (dark channel, filter on).
+    """
+    path = Path(path) if path is not None else default_weights_path()
+    state, config = read_state(path)
+    arch = config.get("architecture", {})
+    model = NeDR(
+        atmosphere=atmosphere or arch.get("atmosphere", "dark_channel"),
+        guided_filter=arch.get("guided_filter", True) if guided_filter is None else guided_filter,
+    )
+    missing_drem = apply_state(model, state, source=str(path))
+    if missing_drem:
+        if len(missing_drem) != len([k for k in model.state_dict() if k.startswith("drem.")]):
+            raise CheckpointError(f"{path}: partial DREM weights, missing {_listing(missing_drem)}")
+        seed_drem(model)
+        warnings.warn(f"{path}: no drem.* weights (public checkpoint); DREM initialised from seed {DREM_SEED}",
+                      stacklevel=2)
+    model.config = config
+    return model.eval()
+
+
+def save_checkpoint(model: NeDR, path: str | Path, *, config: Mapping[str, Any] | None = None,
+                    half: bool = False) -> Path:
+    """Write our format: safetensors weights (float16 when `half`) with a JSON config in the header.
+
+    Written to a temporary name and renamed, so an interrupted save never leaves a corrupt file.
+    """
+    from safetensors.torch import save_file
+
+    from nedr import __version__
+
+    path = Path(path)
+    full = {"format": FORMAT_NAME, "nedr_version": __version__,
+            "architecture": {"atmosphere": model.atmosphere, "guided_filter": model.guided_filter}}
+    full.update(config or {})
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        state[k] = (v.half() if half and v.is_floating_point() and not k.endswith(".grid") else v).contiguous()
+    tmp = path.with_name(path.name + ".partial")
+    try:
+        save_file(state, str(tmp), metadata={"format": FORMAT_NAME, "config": json.dumps(full)})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,76 @@
+"""Scattering-model pieces outside the network: guided filter and atmospheric light (model.md §6–7).
+
+All of it runs in FP32 whatever the network precision: box sums of an 81×81 window and the
+atmospheric light are where half precision breaks the math.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+GF_RADIUS = 40
+GF_EPS = 1e-3
+DARK_PATCH = 15
+TOP_FRACTION = 0.001
+A_MAX = 220.0 / 255.0
+ATMOSPHERE_MODES = ("dark_channel", "max")
+
+
+def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Window mean over valid pixels only; separable, so O(r) per pixel instead of O(r²).
+
+    The valid-count normaliser of an edge-truncated window factorises into row × column counts,
+    so two 1-D average pools with count_include_pad=False equal the 2-D one exactly.
+    """
+    k = 2 * radius + 1
+    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, radius), count_include_pad=False)
+    return F.avg_pool2d(x, (k, 1), stride=1, padding=(radius, 0), count_include_pad=False)
+
+
+def guided_filter(image: torch.Tensor, t: torch.Tensor, radius: int = GF_RADIUS,
+                  eps: float = GF_EPS) -> torch.Tensor:
+    """Refine t with one grey-guide filter per colour channel of the min–max normalised image."""
+    lo = image.amin(dim=(1, 2, 3), keepdim=True)
+    hi = image.amax(dim=(1, 2, 3), keepdim=True)
+    guide = (image - lo) / (hi - lo)
+    mean_i = box_mean(guide, radius)
+    mean_t = box_mean(t, radius)
+    cov = box_mean(guide * t, radius) - mean_i * mean_t
+    var = box_mean(guide * guide, radius) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_t - a * mean_i
+    return (box_mean(a, radius) * guide + box_mean(b, radius)).mean(dim=1, keepdim=True)
+
+
+def dark_channel(image: torch.Tensor, patch: int = DARK_PATCH) -> torch.Tensor:
+    """Channel min followed by a patch×patch min filter (border padded with 1, as published)."""
+    pad = patch // 2
+    neg = -image.amin(dim=1, keepdim=True)
+    neg = F.pad(neg, (pad, pad, pad, pad), value=-1.0)
+    neg = F.max_pool2d(neg, (1, patch), stride=1)
+    return -F.max_pool2d(neg, (patch, 1), stride=1)
+
+
+def top_count(height: int, width: int) -> int:
+    """How many dark-channel pixels pick A: ⌊0.001·H·W⌋, as the public code computes it."""
+    return int(height * width * TOP_FRACTION)
+
+
+def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.Tensor:
+    """Per-channel A (N×3×1×1)."""
+    if mode == "max":
+        return image.amax(dim=(2, 3), keepdim=True)
+    if mode != "dark_channel":
+        raise ValueError(f"atmosphere must be one of {ATMOSPHERE_MODES}, got {mode!r}")
+    n, c, h, w = image.shape
+    k = top_count(h, w)
+    if k < 1:
+        raise ValueError(f"dark-channel A needs H·W >= 1000, got {h}×{w}")
+    idx = dark_channel(image).flatten(1).topk(k, dim=1).indices  # N×k
+    picked = image.flatten(2).gather(2, idx[:, None, :].expand(n, c, k))
+    return picked.amax(dim=2).clamp(max=A_MAX)[..., None, None]
+
+
+def recover(image: torch.Tensor, t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Invert I = J·t + A·(1 − t)."""
+    return ((image - a) / t + a).clamp(0.0, 1.0)
