@@ -55,7 +55,13 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with disallowed globals, not a torch file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch's message carries terminal escapes
+        if "WeightsUnpickler error:" in text:  # its first line ("can still be loaded ...") hides why
+            reason = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
+            raise CheckpointError(f"{path}: refused by the weights-only unpickler, which allows only "
+                                  f"tensors and plain containers ({reason.split(' was not')[0][:160]})") from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        first = lines[0] if lines else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first[:160]})") from None
     if isinstance(obj, Mapping) and "net_h2c" in obj:
         obj = obj["net_h2c"]
@@ -142,6 +148,24 @@ def load_checkpoint(path: str | Path | None = None, *, atmosphere: str | None = 
     return model.eval()
 
 
+def _portable_state(model: NeDR, half: bool) -> dict[str, torch.Tensor]:
+    """CPU state dict; float tensors in float16 when `half` (KAN grids stay exact)."""
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        state[k] = (v.half() if half and v.is_floating_point() and not k.endswith(".grid") else v).contiguous()
+    return state
+
+
+def _metadata(model: NeDR, config: Mapping[str, Any] | None) -> dict[str, str]:
+    from nedr import __version__
+
+    full = {"format": FORMAT_NAME, "nedr_version": __version__,
+            "architecture": {"atmosphere": model.atmosphere, "guided_filter": model.guided_filter}}
+    full.update(config or {})
+    return {"format": FORMAT_NAME, "config": json.dumps(full)}
+
+
 def save_checkpoint(model: NeDR, path: str | Path, *, config: Mapping[str, Any] | None = None,
                     half: bool = False) -> Path:
     """Write our format: safetensors weights (float16 when `half`) with a JSON config in the header.
@@ -150,20 +174,44 @@ def save_checkpoint(model: NeDR, path: str | Path, *, config: Mapping[str, Any] 
     """
     from safetensors.torch import save_file
 
-    from nedr import __version__
-
     path = Path(path)
-    full = {"format": FORMAT_NAME, "nedr_version": __version__,
-            "architecture": {"atmosphere": model.atmosphere, "guided_filter": model.guided_filter}}
-    full.update(config or {})
-    state = {}
-    for k, v in model.state_dict().items():
-        v = v.detach().cpu()
-        state[k] = (v.half() if half and v.is_floating_point() and not k.endswith(".grid") else v).contiguous()
     tmp = path.with_name(path.name + ".partial")
     try:
-        save_file(state, str(tmp), metadata={"format": FORMAT_NAME, "config": json.dumps(full)})
+        save_file(_portable_state(model, half), str(tmp), metadata=_metadata(model, config))
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def save_shards(model: NeDR, folder: str | Path, stem: str, *, config: Mapping[str, Any] | None = None,
+                parts: int = 2) -> list[Path]:
+    """Float16 weights split by key into `parts` files (for transports that cap file size)."""
+    from safetensors.torch import save_file
+
+    state, meta = _portable_state(model, half=True), _metadata(model, config)
+    total = sum(v.numel() * v.element_size() for v in state.values())
+    shards: list[dict[str, torch.Tensor]] = [{} for _ in range(parts)]
+    done = 0
+    for k, v in state.items():  # fill shards in key order, balanced by bytes
+        shards[min(parts - 1, done * parts // total)][k] = v
+        done += v.numel() * v.element_size()
+    paths = []
+    for i, shard in enumerate(shards):
+        path = Path(folder) / f"{stem}.part{i}.safetensors"
+        save_file(shard, str(path), metadata=meta)
+        paths.append(path)
+    return paths
+
+
+def merge_shards(paths: list[str | Path], out: str | Path) -> Path:
+    """Join `save_shards` output into one safetensors file with the first shard's config."""
+    from safetensors.torch import save_file
+
+    state, meta = {}, None
+    for p in paths:
+        part, cfg = _read_safetensors(Path(p))
+        state.update(part)
+        meta = meta or {"format": FORMAT_NAME, "config": json.dumps(cfg)}
+    save_file(state, str(out), metadata=meta)
+    return Path(out)

@@ -92,7 +92,7 @@ class IDRM(nn.Module):
     """
 
     UNFOLD = 32 * 9  # columns 0..287 see the 3×3 neighbourhood; 288..305 see zeros
-    CELL_COLUMNS = (306, 307)
+    CELL_COLUMNS = slice(306, 308)  # a slice, not an index list: no host tensor inside CUDA graphs
     CELL_VALUE = 2.0
 
     def __init__(self):
@@ -102,7 +102,7 @@ class IDRM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first, hidden1, hidden2, last = self.imnet.layers[0::2]
         w1 = first.weight[:, : self.UNFOLD].reshape(-1, 32, 3, 3)
-        b1 = first.bias + self.CELL_VALUE * first.weight[:, list(self.CELL_COLUMNS)].sum(dim=1)
+        b1 = first.bias + self.CELL_VALUE * first.weight[:, self.CELL_COLUMNS].sum(dim=1)
         y = F.relu(F.conv2d(x, w1, b1, padding=1))
         y = F.relu(F.conv2d(y, hidden1.weight[:, :, None, None], hidden1.bias))
         y = F.relu(F.conv2d(y, hidden2.weight[:, :, None, None], hidden2.bias))

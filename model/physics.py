@@ -14,6 +14,7 @@ DARK_PATCH = 15
 TOP_FRACTION = 0.001
 A_MAX = 220.0 / 255.0
 ATMOSPHERE_MODES = ("dark_channel", "max")
+TOPK_MAX = 3840  # TensorRT's TopK limit on K: ONNX exports clamp K to it (frames up to 3,840,999 px are exact)
 
 
 def box_mean(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -52,8 +53,12 @@ def dark_channel(image: torch.Tensor, patch: int = DARK_PATCH) -> torch.Tensor:
 
 
 def top_count(height: int, width: int) -> int:
-    """How many dark-channel pixels pick A: ⌊0.001·H·W⌋, as the public code computes it."""
-    return int(height * width * TOP_FRACTION)
+    """How many dark-channel pixels pick A: ⌊0.001·H·W⌋, as the public code computes it.
+
+    Integer arithmetic (equal to the public int(H·W·0.001) for every H·W below 8·10⁷, checked
+    exhaustively) so that an ONNX trace keeps K a function of the input shape instead of a constant.
+    """
+    return height * width // round(1 / TOP_FRACTION)
 
 
 def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.Tensor:
@@ -62,12 +67,15 @@ def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.
         return image.amax(dim=(2, 3), keepdim=True)
     if mode != "dark_channel":
         raise ValueError(f"atmosphere must be one of {ATMOSPHERE_MODES}, got {mode!r}")
-    n, c, h, w = image.shape
+    h, w = image.shape[-2:]
     k = top_count(h, w)
-    if k < 1:
+    if isinstance(k, torch.Tensor):  # ONNX trace: K follows the input shape, within TensorRT's limit
+        k = torch.minimum(k, torch.tensor(TOPK_MAX))  # Min, not Clip: TensorRT's Clip is float-only
+    elif k < 1:
         raise ValueError(f"dark-channel A needs H·W >= 1000, got {h}×{w}")
     idx = dark_channel(image).flatten(1).topk(k, dim=1).indices  # N×k
-    picked = image.flatten(2).gather(2, idx[:, None, :].expand(n, c, k))
+    # expand to the literal 3 RGB channels: a traced `c` would put Shape arithmetic in the ONNX graph
+    picked = image.flatten(2).gather(2, idx[:, None, :].expand(-1, 3, -1))
     return picked.amax(dim=2).clamp(max=A_MAX)[..., None, None]
 
 

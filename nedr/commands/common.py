@@ -1,0 +1,26 @@
+"""Options several subcommands share, defined once."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", "-c", default=None,
+                        help="weights: public .pth, state dict, or nedr .safetensors (default: bundled demo weights)")
+    parser.add_argument("--atmosphere", choices=("dark_channel", "max"), default=None,
+                        help="atmospheric light estimate (default: the checkpoint's setting)")
+    parser.add_argument("--guided-filter", action=argparse.BooleanOptionalAction, default=None,
+                        help="refine t with the guided filter (default: the checkpoint's setting)")
+
+
+def add_device_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+
+
+def load_model(args: argparse.Namespace):
+    """The model the model options describe, on the requested device."""
+    from nedr.model import load_checkpoint
+    from nedr.model.training import pick_device
+
+    model = load_checkpoint(args.checkpoint, atmosphere=args.atmosphere, guided_filter=args.guided_filter)
+    return model.to(pick_device(args.device))

@@ -1,0 +1,78 @@
+"""Train NeDR: `supervised` (paired L1) or `paper` (the D4/NeDR unpaired scheme), resumable."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nedr.errors import UserError
+
+HELP = "train on synthetic, paired or unpaired data"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=("supervised", "paper"), default="supervised")
+    data = parser.add_argument_group("data (default: synthetic haze on bundled photos and clips)")
+    data.add_argument("--hazy", help="folder of hazy images")
+    data.add_argument("--clean", help="folder of clean images")
+    data.add_argument("--paired", action="store_true", help="hazy/clean files are pairs (matched by name, RESIDE names too)")
+    data.add_argument("--bank", help="a sample bank .npz (nedr.model.samples.save_bank) instead of the bundled samples")
+    parser.add_argument("-o", "--output", default="nedr-train", help="run folder: log, train_state.pt, final weights")
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=None, help="default: 2e-4 supervised, 1e-4 paper")
+    parser.add_argument("--lr-milestones", type=int, nargs="*", default=[], help="steps where the lr halves")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--val-every", type=int, default=500)
+    parser.add_argument("--ckpt-every", type=int, default=500)
+    parser.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds (state is saved)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/train_state.pt")
+    parser.add_argument("--init", help="start from these weights (fine-tuning)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    parser.set_defaults(handler=run)
+
+
+def build_datasets(args: argparse.Namespace, crop: int, seed: int):
+    """(train, validation) datasets for the chosen data source; validation may be None."""
+    from nedr.model.datasets import FolderImages, PairedFolders, SyntheticHaze, UnpairedFolders
+    from nedr.model.evaluation import pair_images
+    from nedr.model.samples import heldout_samples, load_bank, training_samples
+
+    if args.hazy or args.clean:
+        if not (args.hazy and args.clean):
+            raise UserError("--hazy and --clean go together")
+        if args.paired:
+            return PairedFolders(pair_images(args.hazy, args.clean), crop, seed, length=10**9), None
+        if args.preset != "paper":
+            raise UserError("unpaired folders need --preset paper (or pass --paired)")
+        return UnpairedFolders(FolderImages(args.hazy, crop, seed, 10**9), FolderImages(args.clean, crop, seed + 1, 10**9)), None
+    train = load_bank(args.bank) if args.bank else training_samples()
+    return SyntheticHaze(train, crop, seed), SyntheticHaze(heldout_samples(), 256, seed=777, scale=(1.0, 1.0))
+
+
+def run(args: argparse.Namespace) -> int:
+    from nedr.model.training import TrainConfig, Trainer
+
+    lr = args.lr or (2e-4 if args.preset == "supervised" else 1e-4)
+    try:
+        cfg = TrainConfig(preset=args.preset, steps=args.steps, batch=args.batch, crop=args.crop, lr=lr,
+                          lr_milestones=args.lr_milestones, seed=args.seed, device=args.device,
+                          amp=not args.no_amp, workers=args.workers, val_every=args.val_every,
+                          ckpt_every=args.ckpt_every,
+                          data={"hazy": args.hazy, "clean": args.clean, "paired": args.paired, "bank": args.bank})
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    train, val = build_datasets(args, cfg.crop, cfg.seed)
+    trainer = Trainer(cfg, train, args.output, val, init=args.init)
+    if args.resume:
+        if not trainer.state_path.is_file():
+            raise UserError(f"{trainer.state_path}: nothing to resume")
+        print(f"resuming at step {trainer.resume()}")
+    result = trainer.fit(time_limit=args.time_limit)
+    weights = trainer.export(Path(args.output) / "final.safetensors")
+    print(json.dumps({"steps": result["step"], "seconds": round(result["seconds"], 1), **result["last"]}))
+    print(f"weights: {weights}  (use: nedr dehaze --checkpoint {weights})")
+    return 0

@@ -1,0 +1,89 @@
+"""One lent-GPU session: train the demo weights on synthetic haze, then time torch CUDA variants.
+
+Run from the repo root on the GPU machine (see docs/training.md):
+    python scripts/gpu_session.py --bank .devcarry/bank.npz --heldout .devcarry/heldout.npz \
+        --out $OUT --train-seconds 420
+Weights come back as two float16 safetensors shards (the device returns files of at most 16 MiB);
+`nedr.model.checkpoint.merge_shards` joins them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from nedr.model.checkpoint import save_shards
+from nedr.model.datasets import SyntheticHaze
+from nedr.model.samples import load_bank
+from nedr.model.training import TrainConfig, Trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bank", required=True)
+    ap.add_argument("--heldout", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--train-seconds", type=float, default=420)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--workers", type=int, default=12)
+    ap.add_argument("--bench-seconds", type=float, default=0.6)
+    ap.add_argument("--bench-sizes", default="256x256,480x640,720x1280,1080x1920")
+    args = ap.parse_args()
+    out = Path(args.out)
+    torch.backends.cudnn.benchmark = True
+    train_set, val_set = load_bank(args.bank), load_bank(args.heldout)
+    cfg = TrainConfig(steps=10**6, batch=args.batch, crop=args.crop, lr=3e-4, workers=args.workers,
+                      log_every=50, val_every=500, ckpt_every=0, val_count=10)
+    trainer = Trainer(cfg, SyntheticHaze(train_set, args.crop, seed=1), out / "run",
+                      SyntheticHaze(val_set, args.crop, seed=777, scale=(1.0, 1.0)))
+    t0 = time.time()
+    trainer.fit(steps=30)  # warm-up: workers, cuDNN autotuning
+    t1 = time.time()
+    probe = 90
+    trainer.fit(steps=probe)
+    per_step = (time.time() - t1) / (probe - 30)
+    total = probe + int((args.train_seconds - (time.time() - t0)) / per_step * 0.95)
+    cfg.steps = total
+    cfg.lr_milestones = [int(total * 0.6), int(total * 0.85)]
+    print(f"probe: {per_step:.3f} s/step -> {total} steps, milestones {cfg.lr_milestones}", flush=True)
+    result = trainer.fit(steps=total)
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    provenance = {"data": "synthetic haze on bundled photos + clip frames (nedr.model.samples.training_samples)",
+                  "machine": f"1x {gpu}, torch {torch.__version__}", "train_seconds": round(time.time() - t0, 1),
+                  "final_val": result["last"]}
+    trainer.model.guided_filter = True  # the deployment default; training ran without it
+    save_shards(trainer.model, out, "nedr-demo", config={"training": {**asdict(cfg), "steps_done": trainer.step, **provenance}})
+    (out / "train_summary.json").write_text(json.dumps({"steps": trainer.step, **provenance}, indent=1))
+
+    from nedr.benchmarks.torch_speed import bench_sizes
+    from nedr.model.datasets import to_tensor
+    from nedr.model.inference import pad_to_contract
+    import cv2
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    model = trainer.model.eval()
+    model.guided_filter = True
+    src = val_set[0].image
+    frames = {}
+    for h, w in (tuple(int(v) for v in s.split("x")) for s in args.bench_sizes.split(",")):
+        frames[(h, w)] = pad_to_contract(to_tensor(cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR))[None])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    rows = bench_sizes(model, frames, device=device, min_seconds=args.bench_seconds)
+    report = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
+              "tf32": False, "atmosphere": model.atmosphere, "guided_filter": True,
+              "note": "1080x1920 runs padded to 1088x1920 (x32 contract); reference = same model fp32 on the same GPU",
+              "rows": [asdict(r) for r in rows]}
+    (out / "torch_cuda_bench.json").write_text(json.dumps(report, indent=1))
+    for r in rows:
+        print(f"{r.variant:20s} {r.size} p50 {r.p50_ms:7.2f} ms  fps {r.fps:7.1f}  maxerr {r.max_abs_err:.2e}  psnr {r.psnr_db:.1f}")
+
+
+if __name__ == "__main__":
+    main()
