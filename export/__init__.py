@@ -1,14 +1,32 @@
-"""PyTorch → ONNX export, its verification, precision conversion and inspection (toolkit.md)."""
-from .fp16 import FP16Report, convert_fp16, fp16_agreement, fp32_islands
-from .inspection import format_inspection, inspect_onnx
-from .onnx_export import ExportError, export_checkpoint, export_onnx, read_metadata
-from .ops import FORBIDDEN_OPS, TRT_SUPPORTED_OPS, check_ops
-from .verify import VerifyReport, verify_onnx
+"""PyTorch → ONNX export, its verification, precision conversion and inspection (toolkit.md).
 
-__all__ = [
-    "ExportError", "export_onnx", "export_checkpoint", "read_metadata",
-    "check_ops", "TRT_SUPPORTED_OPS", "FORBIDDEN_OPS",
-    "verify_onnx", "VerifyReport",
-    "convert_fp16", "fp16_agreement", "fp32_islands", "FP16Report",
-    "inspect_onnx", "format_inspection",
-]
+Names are imported on first use (PEP 562), so `import nedr.export.<module>` of a torch-free module
+(metadata, ops, inspection, the TensorRT build) does not pull in torch through this package.
+"""
+from importlib import import_module
+
+_NAMES = {
+    "ExportError": "onnx_export", "export_onnx": "onnx_export", "export_checkpoint": "onnx_export",
+    "read_metadata": "metadata", "file_sha256": "metadata",
+    "check_ops": "ops", "TRT_SUPPORTED_OPS": "ops", "FORBIDDEN_OPS": "ops",
+    "verify_onnx": "verify", "VerifyReport": "verify",
+    "convert_fp16": "fp16", "fp16_agreement": "fp16", "fp32_islands": "fp16", "FP16Report": "fp16",
+    "inspect_onnx": "inspection", "format_inspection": "inspection",
+    "Profile": "profiles", "ProfileError": "profiles", "make_profile": "profiles", "static_profile": "profiles",
+    "parse_hw": "profiles", "fits": "profiles", "padded_size": "profiles",
+    "ManifestError": "engine_manifest", "EngineMismatchError": "engine_manifest", "BuildOptions": "engine_manifest",
+    "load_manifest": "engine_manifest", "check_manifest": "engine_manifest", "require_compatible": "engine_manifest",
+    "rebuild_command": "engine_manifest", "onnx_precision": "engine_manifest", "detect_precision": "engine_manifest",
+    "TensorRTUnavailable": "tensorrt_build", "EngineBuildError": "tensorrt_build", "build_engine": "tensorrt_build",
+    "load_tensorrt": "tensorrt_build", "trt_lane": "tensorrt_build", "engine_layers": "tensorrt_build",
+    "check_engine_here": "tensorrt_build",
+}
+__all__ = sorted(_NAMES)
+
+
+def __getattr__(name: str):
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_NAMES[name]}", __name__), name)
+    globals()[name] = value
+    return value

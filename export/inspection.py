@@ -1,7 +1,7 @@
 """What is inside an .onnx file: size of the graph, operators, precisions, Q/DQ, metadata, I/O.
 
 Reads the file once, without running it, so it works on any precision variant (FP32, FP16,
-INT8 Q/DQ) and on machines without torch.
+INT8 Q/DQ) and on machines without torch (imports onnx and numpy only).
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .onnx_export import read_metadata
+from .metadata import read_metadata
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 

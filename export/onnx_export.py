@@ -39,9 +39,11 @@ import onnx
 import torch
 from torch import nn
 
+from nedr.errors import UserError
 from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
 from nedr.model.physics import TOPK_MAX
 
+from .metadata import META_PREFIX, encode_value, file_sha256, read_metadata  # noqa: F401 (re-exported)
 from .ops import check_ops
 
 INPUT_NAME = "hazy"
@@ -50,11 +52,11 @@ OUTPUT_TRANSMISSION = "transmission"
 DEFAULT_OPSET = 17
 SUPPORTED_OPSETS = range(17, 21)  # the TorchScript exporter's upper bound is 20; TensorRT 10.x parses 9–20+
 TRACE_SIZE = (MIN_SIZE, MIN_SIZE + PAD_MULTIPLE)  # non-square, so an H/W mix-up cannot hide
-META_PREFIX = "nedr."
 
 
-class ExportError(RuntimeError):
-    """Export could not produce the .onnx file; the message is one line naming the cause."""
+class ExportError(UserError):
+    """Export could not produce the .onnx file; the message is one line naming the cause.
+    (A RuntimeError, via UserError: the CLI reports it as one line.)"""
 
 
 class ExportableNeDR(nn.Module):
@@ -72,14 +74,6 @@ class ExportableNeDR(nn.Module):
 
 def output_names(with_transmission: bool) -> list[str]:
     return [OUTPUT_CLEAN, OUTPUT_TRANSMISSION] if with_transmission else [OUTPUT_CLEAN]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -158,6 +152,7 @@ def _trace(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, 
         # Expected and harmless here: shape checks seen as constants while tracing (the graph is
         # checked afterwards), the legacy-exporter notice, and the step −1 Slice folding notice.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r"You are using the legacy TorchScript-based ONNX export")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message=r"Constant folding - Only steps=1")
         torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset, do_constant_folding=True,
@@ -213,8 +208,7 @@ def export_onnx(model: NeDR, path: str | Path, *, opset: int = DEFAULT_OPSET,
         f"{META_PREFIX}input": json.dumps(input_contract()),
     }
     for key, value in extra.items():
-        props[key if key.startswith(META_PREFIX) else META_PREFIX + key] = (
-            json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value))
+        props[key if key.startswith(META_PREFIX) else META_PREFIX + key] = encode_value(value)
     onnx.helper.set_model_props(graph, props)
     graph.producer_name, graph.producer_version = "nedr", __version__
     graph.doc_string = "NeDR dehazer: hazy N×3×H×W RGB [0,1] → clean (same layout); see metadata nedr.input"
@@ -222,9 +216,13 @@ def export_onnx(model: NeDR, path: str | Path, *, opset: int = DEFAULT_OPSET,
 
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path, *, atmosphere: str | None = None,
-                      guided_filter: bool | None = None, **kwargs) -> Path:
+                      guided_filter: bool | None = None, opset: int = DEFAULT_OPSET,
+                      static_size: tuple[int, int] | None = None, with_transmission: bool = False,
+                      metadata: Mapping[str, Any] | None = None) -> Path:
     """Load a checkpoint (public NeDR/D4 `.pth`, bare state dict, or ours) and export it, recording
-    the checkpoint's file name and sha256; loading problems become ExportError like export ones."""
+    the checkpoint's file name and sha256 (and load warnings, e.g. DREM seeded for public files).
+    `atmosphere`/`guided_filter` default to the checkpoint's config, else dark channel + filter.
+    Loading problems become ExportError like export ones, so callers catch one type."""
     from nedr.model.checkpoint import CheckpointError, load_checkpoint
 
     checkpoint, path = Path(checkpoint), Path(path)
@@ -237,23 +235,12 @@ def export_checkpoint(checkpoint: str | Path, path: str | Path, *, atmosphere: s
         raise ExportError(str(exc)) from exc
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    metadata = dict(kwargs.pop("metadata", None) or {})
+    metadata = dict(metadata or {})
     metadata.setdefault("checkpoint", checkpoint.name)
     metadata.setdefault("checkpoint_sha256", file_sha256(checkpoint))
     if model.config:
         metadata.setdefault("checkpoint_config", model.config)
     if caught:
         metadata.setdefault("load_warnings", [str(w.message) for w in caught])
-    return export_onnx(model, path, metadata=metadata, **kwargs)
-
-
-def read_metadata(model: onnx.ModelProto | str | Path) -> dict[str, Any]:
-    """The `nedr.*` metadata props of a file or model, JSON values decoded, prefix dropped."""
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load_model(str(model), load_external_data=False)
-    out: dict[str, Any] = {}
-    for prop in model.metadata_props:
-        if prop.key.startswith(META_PREFIX):
-            structured = prop.value[:1] in ("{", "[")  # how export_onnx writes dicts and lists
-            out[prop.key[len(META_PREFIX):]] = json.loads(prop.value) if structured else prop.value
-    return out
+    return export_onnx(model, path, opset=opset, static_size=static_size, with_transmission=with_transmission,
+                       metadata=metadata)

@@ -11,6 +11,8 @@ export produces has been in the table since TensorRT 8.6.
 appear in this network through export accidents (in-place writes become ScatterND, Python loops
 become Loop/Scan/If, argsort-like indexing becomes NonZero/CumSum/Range, dropout left in training
 mode becomes Random*), and each is slow or shape-fragile in TensorRT. A clean NeDR graph has none.
+
+Needs no torch (onnx only), like the engine builder that runs it on a Jetson.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from collections import Counter
 import onnx
 from onnx import numpy_helper
 
-from nedr.model.physics import TOPK_MAX
+TOPK_MAX = 3840  # TensorRT: "`K` input must be less than 3840" (the TopK layer docs: k <= 3840)
 
 _F = ("FP32", "FP16", "BF16")
 _FI = _F + ("INT32", "INT64")

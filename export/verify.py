@@ -22,7 +22,8 @@ from polygraphy.common import TensorMetadata
 
 from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
 
-from .onnx_export import INPUT_NAME, ExportableNeDR, ExportError, read_metadata
+from .metadata import read_metadata
+from .onnx_export import INPUT_NAME, ExportableNeDR, ExportError
 from .ops import check_ops
 
 DEFAULT_SIZES = ((256, 256), (480, 640))
@@ -91,7 +92,7 @@ class TorchCpuRunner(BaseRunner):
 
 @dataclass
 class FrameCheck:
-    """ONNX Runtime vs PyTorch on one frame, worst output."""
+    """One frame's outputs against the FP32 PyTorch reference (worst output when there are two)."""
 
     size: tuple[int, int]
     max_abs_err: float
@@ -175,17 +176,24 @@ def compare_with_torch(path: str | Path, model: NeDR, frames: list[np.ndarray]) 
     return checks
 
 
-def verify_onnx(path: str | Path, model: NeDR, sizes=DEFAULT_SIZES, atol: float = 1e-3, *,
+def verify_onnx(path: str | Path, model: NeDR, sizes=None, atol: float = 1e-3, *,
                 raise_on_failure: bool = False) -> VerifyReport:
     """Check the file (checker, shape inference, op hygiene), then compare ONNX Runtime (CPU) with
-    PyTorch on one hazy photo per size. `report.passed` is False when a check fails or the max
-    absolute error exceeds `atol`; `raise_on_failure` turns that into an ExportError."""
+    PyTorch on one hazy photo per size: by default 256×256 and 480×640, or the fixed size of a
+    static export. `report.passed` is False when a check fails or the max absolute error exceeds
+    `atol`; `raise_on_failure` turns that into an ExportError."""
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: no such ONNX file")
+    static = read_metadata(path).get("options", {}).get("static_size")
+    if sizes is None:
+        sizes = [tuple(static)] if static else DEFAULT_SIZES
+    sizes = check_sizes(sizes)
+    if static and any(list(s) != list(static) for s in sizes):
+        raise ExportError(f"{path} is a static {static[0]}×{static[1]} export; verify it at that size")
     report = VerifyReport(path, atol, check_model_file(path))
     if not any(p.startswith("onnx checker") for p in report.problems):
-        report.frames = compare_with_torch(path, model, sample_frames(check_sizes(sizes)))
+        report.frames = compare_with_torch(path, model, sample_frames(sizes))
     if raise_on_failure and not report.passed:
         raise ExportError(report.summary().splitlines()[0] + (f": {report.problems[0]}" if report.problems else ""))
     return report

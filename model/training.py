@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .inference import pad_to_contract
 from .network import NeDR
 
 PRESETS = ("supervised", "paper")
@@ -76,13 +77,14 @@ class Supervised:
     def step(self, batch: dict[str, torch.Tensor], lr_scale: float) -> dict[str, float]:
         set_lr(self.optimizer, self.cfg.lr, lr_scale)
         hazy, clean = batch["hazy"].to(self.device), batch["clean"].to(self.device)
+        h, w = hazy.shape[-2:]  # crops below the 128 contract (e.g. 64) are padded, outputs cropped back
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            pred = self.model.predict(hazy, guided=False)
-        loss_j = F.l1_loss(pred.clean.float(), clean)
+            pred = self.model.predict(pad_to_contract(hazy), guided=False)
+        loss_j = F.l1_loss(pred.clean[..., :h, :w].float(), clean)
         loss = loss_j
         out = {"l1_J": loss_j.item()}
         if "t" in batch and self.cfg.t_weight > 0:
-            loss_t = F.l1_loss(pred.transmission.float(), batch["t"].to(self.device))
+            loss_t = F.l1_loss(pred.transmission[..., :h, :w].float(), batch["t"].to(self.device))
             loss = loss + self.cfg.t_weight * loss_t
             out["l1_t"] = loss_t.item()
         self.optimizer.zero_grad(set_to_none=True)

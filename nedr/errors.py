@@ -1,6 +1,8 @@
 """Which exceptions are the user's to fix (reported in one line) rather than bugs."""
 from __future__ import annotations
 
+import sys
+
 
 class UserError(RuntimeError):
     """A problem with the command line or the environment, with the fix in its message."""
@@ -11,10 +13,18 @@ class UserError(RuntimeError):
         return text[0] if text else type(exc).__name__
 
 
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """Error types the CLI reports as one line (imported lazily: each lives with its stage)."""
-    from nedr.model.checkpoint import CheckpointError
-    from nedr.model.imageio import DataError
-    from nedr.model.samples import SampleError
+# Stage errors that are the user's to fix, by module. Looked up in sys.modules rather than
+# imported: an error can only come from a module already loaded, and importing nedr.model here
+# would pull torch into torch-free installs (a Jetson runtime) just to print a message.
+_STAGE_ERRORS = {
+    "nedr.model.checkpoint": "CheckpointError",
+    "nedr.model.imageio": "DataError",
+    "nedr.model.samples": "SampleError",
+    "nedr.export.onnx_export": "ExportError",
+}
 
-    return (UserError, CheckpointError, DataError, SampleError, FileNotFoundError, PermissionError)
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """Error types the CLI reports as one line."""
+    found = [getattr(sys.modules[m], name) for m, name in _STAGE_ERRORS.items() if m in sys.modules]
+    return (UserError, FileNotFoundError, PermissionError, *found)

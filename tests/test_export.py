@@ -7,6 +7,7 @@ Random weights give an almost constant decoder output, so both models get their 
 rescaled until t spans 0.05–0.95 on a photo: that is what makes 1/t amplify errors as a trained
 model would.
 """
+import contextlib
 import hashlib
 import warnings
 
@@ -33,28 +34,50 @@ def spread_transmission(model: NeDR) -> NeDR:
     x = torch.from_numpy(sample_frames(((128, 160),))[0])
     conv = model.scratch.output_conv[6]
     with torch.no_grad():
-        z = model.transmission_logit(x)
-        conv.weight.mul_(3.0 / (z.max() - z.min()))
-        conv.bias.sub_(model.transmission_logit(x).mean())
+        z = model.transmission_logit(x)  # z = conv(f) = Wf + b; want s·Wf + b' with mean 0
+        scale = 3.0 / (z.max() - z.min())
+        conv.weight.mul_(scale)
+        conv.bias.copy_(scale * (conv.bias - z.mean()))
     return model
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """PyTorch's 2 OpenMP threads stall when another process holds one of the 2 cores (measured
+    0.6 s → 3–11 s per 128×160 forward); one thread keeps this file fast on a shared machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_per_test():
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
 def dark_model():
     torch.manual_seed(0)
-    return spread_transmission(NeDR(atmosphere="dark_channel", guided_filter=True).eval())
+    with one_torch_thread():
+        return spread_transmission(NeDR(atmosphere="dark_channel", guided_filter=True).eval())
 
 
 @pytest.fixture(scope="session")
 def dark_onnx(tmp_path_factory, dark_model):
-    return export_onnx(dark_model, tmp_path_factory.mktemp("onnx") / "dark.onnx", with_transmission=True)
+    with one_torch_thread():
+        return export_onnx(dark_model, tmp_path_factory.mktemp("onnx") / "dark.onnx", with_transmission=True)
 
 
 @pytest.fixture(scope="session")
 def public_file(tmp_path_factory):
     """A checkpoint in the public release layout: {"net_h2c": …}, no drem.*, with dead entries."""
     torch.manual_seed(1)
-    state = spread_transmission(NeDR().eval()).state_dict()
+    with one_torch_thread():
+        state = spread_transmission(NeDR().eval()).state_dict()
     state = {k: v for k, v in state.items() if not k.startswith("drem.")}
     state["mcc.conv.weight"] = torch.zeros(8, 8, 1, 1)
     state["cid_32.channel_dependent.fc1.weight"] = torch.zeros(32, 32)
@@ -73,7 +96,7 @@ def public_model(public_file):
 
 @pytest.fixture(scope="session")
 def public_onnx(tmp_path_factory, public_file):
-    with pytest.warns(UserWarning, match="DREM initialised from seed"):
+    with pytest.warns(UserWarning, match="DREM initialised from seed"), one_torch_thread():
         return export_checkpoint(public_file, tmp_path_factory.mktemp("onnx") / "public.onnx",
                                  atmosphere="max", guided_filter=False)
 
@@ -97,12 +120,24 @@ def test_one_dynamic_model_runs_at_three_sizes_and_batch_two(dark_model, dark_on
     for h, w in [(128, 160), (192, 128), (160, 224)]:
         clean, t = session.run(None, {"hazy": np.random.default_rng(h).random((1, 3, h, w), np.float32)})
         assert clean.shape == (1, 3, h, w) and t.shape == (1, 1, h, w)
-    frames = np.concatenate(sample_frames([(160, 224), (160, 224)], seed=5))
+    frames = np.concatenate(sample_frames([(128, 128), (128, 128)], seed=5))
     clean, t = session.run(None, {"hazy": frames})
     with torch.no_grad():
         ref = dark_model.predict(torch.from_numpy(frames))
     np.testing.assert_allclose(clean, ref.clean.numpy(), atol=PARITY_ATOL)
     np.testing.assert_allclose(t, ref.transmission.numpy(), atol=PARITY_ATOL)
+
+
+def test_static_export_has_no_shape_arithmetic(tmp_path, dark_model):
+    path = export_onnx(dark_model, tmp_path / "static.onnx", static_size=(128, 160))
+    model = onnx.load(str(path))
+    assert inspect_onnx(path)["inputs"][0]["shape"] == [1, 3, 128, 160]
+    assert read_metadata(path)["options"]["static_size"] == [128, 160]
+    assert not {"Shape", "Gather", "Min"} & {n.op_type for n in model.graph.node}
+    topk = next(n for n in model.graph.node if n.op_type == "TopK")
+    assert topk_bound(model, topk) == 128 * 160 // 1000  # K folded to a constant
+    (check,) = compare_with_torch(path, dark_model, sample_frames([(128, 160)]))
+    assert check.max_abs_err <= PARITY_ATOL, str(check)
 
 
 @pytest.mark.parametrize("which", ["dark", "public"])
@@ -153,11 +188,8 @@ def test_verify_passes_and_catches_a_different_model(public_model, public_onnx):
     report = verify_onnx(public_onnx, public_model, sizes=((128, 128),))
     assert report.passed and report.problems == [] and report.max_abs_err <= PARITY_ATOL, report.summary()
     torch.manual_seed(7)
-    other = NeDR().eval()
-    report = verify_onnx(public_onnx, other, sizes=((128, 128),), atol=1e-3)
-    assert not report.passed
-    with pytest.raises(ExportError, match="FAIL"):
-        verify_onnx(public_onnx, other, sizes=((128, 128),), atol=1e-3, raise_on_failure=True)
+    with pytest.raises(ExportError, match=r"FAIL \(max \|Δ\| .*, atol 0.001\)"):
+        verify_onnx(public_onnx, NeDR().eval(), sizes=((128, 128),), atol=1e-3, raise_on_failure=True)
 
 
 def test_corrupt_checkpoint_gives_a_clear_error_and_no_file(tmp_path, public_file):
@@ -189,7 +221,7 @@ def test_unwritable_output_gives_a_clear_error_and_no_file(tmp_path, dark_model)
 
 def test_fp16_conversion(tmp_path, dark_model, dark_onnx):
     out = tmp_path / "dark_fp16.onnx"
-    report = convert_fp16(dark_onnx, out, model=dark_model, sizes=SIZES)
+    report = convert_fp16(dark_onnx, out, model=dark_model, sizes=SIZES[:1])
     assert report.island_nodes["kan_basis"] == 8 * 11  # 8 KANLinear: grouped conv, Abs, 9 spline ops
     assert report.island_nodes["scattering_model"] > 40
     info = inspect_onnx(out)
@@ -198,7 +230,7 @@ def test_fp16_conversion(tmp_path, dark_model, dark_onnx):
     assert read_metadata(out)["options"]["precision"] == "fp16"
     assert check_ops(onnx.load(str(out))) == []
     # agreement, measured with FP16 storage emulated (ORT's CPU provider only rounds the weights)
-    assert len(report.agreement) == 2, report.summary()
+    assert len(report.agreement) == 1, report.summary()
     for check in report.agreement:
         assert 0 < check.max_abs_err <= FP16_MAX_ABS, report.summary()
         assert check.mean_abs_err <= FP16_MAX_ABS / 4, report.summary()

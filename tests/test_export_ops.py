@@ -93,3 +93,10 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert save_onnx_atomic(m, out) == out and onnx.load(str(out)).graph.node[0].op_type == "Relu"
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_model_clamps_k_to_the_limit_the_checker_enforces():
+    from nedr.export.ops import TOPK_MAX
+    from nedr.model.physics import TOPK_MAX as MODEL_TOPK_MAX
+
+    assert MODEL_TOPK_MAX == TOPK_MAX == 3840

@@ -1,4 +1,4 @@
 """CLI subcommands; each module has `HELP`, `configure(parser)` (which sets the handler) and `run(args)`."""
-from . import dehaze, evaluate, train
+from . import build, dehaze, evaluate, inspect, train
 
-COMMANDS = {"dehaze": dehaze, "train": train, "eval": evaluate}
+COMMANDS = {"dehaze": dehaze, "train": train, "eval": evaluate, "build": build, "inspect": inspect}
