@@ -30,6 +30,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from nedr.errors import UserError
+
 SYNTHETIC = "synthetic"
 METHODS = ("entropy", "minmax", "percentile")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -37,7 +39,7 @@ CACHE_FORMAT = 1
 SYNTHETIC_SEED = 2024  # calibration crops; distinct from training's default seed 0
 
 
-class CalibrationError(RuntimeError):
+class CalibrationError(UserError):
     """The calibration source cannot give frames; one line naming the source and the fix."""
 
 

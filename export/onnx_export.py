@@ -43,7 +43,7 @@ from nedr.errors import UserError
 from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
 from nedr.model.physics import TOPK_MAX
 
-from .metadata import META_PREFIX, encode_value, file_sha256, read_metadata  # noqa: F401 (re-exported)
+from .metadata import META_PREFIX, encode_value, file_sha256
 from .ops import check_ops
 
 INPUT_NAME = "hazy"

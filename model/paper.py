@@ -81,11 +81,11 @@ class HazeProduceNet(nn.Module):
 
     def forward(self, clean: torch.Tensor, depth: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """clean N×3×H×W in [0, 1], depth N×1×H×W, beta N×1×1×1 → hazy N×3×H×W in [0, 1]."""
-        t = torch.exp(-depth * beta)
+        clean = clean.float()  # the scattering model in FP32 whatever the autocast precision
+        t = torch.exp(-depth.float() * beta.float())
         a = clean.amax(dim=(2, 3), keepdim=True)
-        phys = clean * t + a * (1 - t)
-        x = 2 * phys - 1
-        e0 = self.head(torch.cat([2 * clean - 1, x, t.to(x.dtype)], dim=1))
+        x = 2 * (clean * t + a * (1 - t)) - 1
+        e0 = self.head(torch.cat([2 * clean - 1, x, t], dim=1))
         e1 = self.down1(e0)
         y = self.body(self.down2(e1))
         y = self.up2(F.interpolate(y, size=e1.shape[-2:], mode="bilinear", align_corners=False))
@@ -139,6 +139,7 @@ def patch_discriminator() -> nn.Sequential:
 
 
 def count_parameters(module: nn.Module) -> int:
+    """Trainable size of one network (the report states each network's size)."""
     return sum(p.numel() for p in module.parameters())
 
 

@@ -56,6 +56,7 @@ class Backend:
         self.static_hw: tuple[int, int] | None = None  # a static-shape model accepts only this H×W
         self.shape_range: tuple[tuple[int, int], tuple[int, int]] | None = None  # (min, max) H×W, if limited
         self.provides_transmission = False
+        self.accepts_any_size = False  # a fast-mode graph resizes inside: no ×32 padding needed
 
     # -- lifetime
     def __enter__(self) -> "Backend":
@@ -101,6 +102,8 @@ class Backend:
             raise BackendError(f"{self.name}: expected an N×3×H×W float32 array, got "
                                f"{getattr(batch, 'shape', type(batch).__name__)} {getattr(batch, 'dtype', '')}")
         h, w = batch.shape[-2:]
+        if self.accepts_any_size:
+            return
         if not meets_contract(h, w):
             raise BackendError(f"{self.name}: input {h}×{w} breaks the network contract (H, W multiples of "
                                f"{PAD_MULTIPLE}, >= {MIN_SIZE}); pad with nedr.runtime.frames.pad_hwc")
@@ -115,6 +118,11 @@ class Backend:
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name}
+
+    @property
+    def on_gpu(self) -> bool:
+        """Whether inference runs on a GPU (known once active)."""
+        return False
 
     # -- to implement
     def _activate(self) -> None:
@@ -363,6 +371,10 @@ class TorchBackend(Backend):
             a = p.atmosphere.float().reshape(p.atmosphere.shape[0], 3).cpu().numpy()
         return Output(j, t, a)
 
+    @property
+    def on_gpu(self) -> bool:
+        return self.active and self.device.type == "cuda"
+
     def describe(self) -> dict[str, Any]:
         info = {"backend": self.name, "model": str(self.model_source or "bundled demo weights")}
         if self.active or hasattr(self, "device"):
@@ -447,19 +459,27 @@ class OnnxRuntimeBackend(Backend):
         self.transmission_name = "transmission" if "transmission" in outputs else None
         self.provides_transmission = self.transmission_name is not None
         self.output_names = [self.clean_name] + ([self.transmission_name] if self.transmission_name else [])
-        self.on_gpu = self.providers[0] != "CPUExecutionProvider"
+        self._gpu = self.providers[0] != "CPUExecutionProvider"
         meta = self._session.get_modelmeta().custom_metadata_map
         try:
             self.options_meta = json.loads(meta.get("nedr.options", "{}"))
+            self.fast_meta = json.loads(meta["nedr.fast"]) if "nedr.fast" in meta else None
         except ValueError:
-            self.options_meta = {}
+            self.options_meta, self.fast_meta = {}, None
+        self.accepts_any_size = self.fast_meta is not None
+        if self.accepts_any_size:
+            self.static_hw = None
 
     def _deactivate(self) -> None:
         self._session = None
 
+    @property
+    def on_gpu(self) -> bool:
+        return bool(getattr(self, "_gpu", False))
+
     def _infer(self, batch: np.ndarray) -> Output:
         try:
-            if self.on_gpu:
+            if self._gpu:
                 binding = self._session.io_binding()
                 binding.bind_cpu_input(self.input_name, batch)
                 for name in self.output_names:
@@ -480,9 +500,10 @@ class OnnxRuntimeBackend(Backend):
         if hasattr(self, "exported_from"):
             info["exported_from"] = self.exported_from
         if hasattr(self, "providers"):
-            info.update(providers=self.providers, onnxruntime=self._ort.__version__, io_binding=self.on_gpu,
+            info.update(providers=self.providers, onnxruntime=self._ort.__version__, io_binding=self._gpu,
                         threads=self.threads, outputs=self.output_names, static_hw=self.static_hw,
-                        atmosphere=self.options_meta.get("atmosphere"), precision=self.options_meta.get("precision"))
+                        atmosphere=self.options_meta.get("atmosphere"), precision=self.options_meta.get("precision"),
+                        fast_graph=self.fast_meta)
         return info
 
 

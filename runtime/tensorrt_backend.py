@@ -148,6 +148,10 @@ class TensorRTBackend(Backend):
             self._stream.close()
             self._context = self._engine = self._runtime = None
 
+    @property
+    def on_gpu(self) -> bool:
+        return True
+
     # -- buffers
     def _prepare(self, shape: tuple[int, ...]) -> None:
         """Set the input shape, size buffers for it (growing only) and bind every tensor address."""

@@ -26,7 +26,9 @@ from nedr.model import NeDR, load_checkpoint
 
 SIZES = ((128, 160), (192, 128))
 PARITY_ATOL = 1e-4
-FP16_MAX_ABS = 1.5e-2  # measured 4.3e-3 / 4.8e-3 (128×160 / 192×128) with these weights
+# FP16 vs FP32 on dark_model, FP16 storage emulated: measured max 9.1e-3, mean 2.4e-3 at 128×160
+# (9.5e-3 / 2.6e-3 at 192×128, 1.0e-2 / 4.2e-3 at 256×256); bounds at about twice that.
+FP16_MAX_ABS, FP16_MEAN_ABS = 2e-2, 5e-3
 
 
 def spread_transmission(model: NeDR) -> NeDR:
@@ -138,6 +140,8 @@ def test_static_export_has_no_shape_arithmetic(tmp_path, dark_model):
     assert topk_bound(model, topk) == 128 * 160 // 1000  # K folded to a constant
     (check,) = compare_with_torch(path, dark_model, sample_frames([(128, 160)]))
     assert check.max_abs_err <= PARITY_ATOL, str(check)
+    with pytest.raises(ExportError, match="static 128×160 export"):
+        verify_onnx(path, dark_model, sizes=((128, 128),))
 
 
 @pytest.mark.parametrize("which", ["dark", "public"])
@@ -233,7 +237,7 @@ def test_fp16_conversion(tmp_path, dark_model, dark_onnx):
     assert len(report.agreement) == 1, report.summary()
     for check in report.agreement:
         assert 0 < check.max_abs_err <= FP16_MAX_ABS, report.summary()
-        assert check.mean_abs_err <= FP16_MAX_ABS / 4, report.summary()
+        assert check.mean_abs_err <= FP16_MEAN_ABS, report.summary()
     assert all(c.max_abs_err <= FP16_MAX_ABS for c in report.ort_cpu), report.summary()
     with pytest.raises(ExportError, match="already fp16"):
         convert_fp16(out, tmp_path / "again.onnx")

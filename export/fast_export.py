@@ -1,0 +1,82 @@
+"""Fast-mode ONNX (`nedr-export --fast WxH`): the network at a fixed small size inside the graph,
+guided local-affine upsampling back to the input size (nedr.model.fast.FastNeDR).
+
+The input `hazy` takes any N×3×H×W (H, W dynamic, no ×32 padding needed: the graph resizes to the
+fixed network size itself); `clean` comes out at H×W, plus `transmission` (bilinearly upsampled)
+when asked. The extra ops over the plain export are Resize (bilinear, half-pixel; shape-driven
+for the way back up) and AveragePool, all in TensorRT's parser table. Metadata: the plain export's
+`nedr.*` props plus `nedr.fast` = {"infer_hw", "radius", "eps"}; `nedr.input` says any size.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import onnx
+import torch
+
+from nedr.model.fast import DEFAULT_EPS, DEFAULT_RADIUS, FastNeDR
+from nedr.model.network import NeDR
+
+from .onnx_export import (DEFAULT_OPSET, META_PREFIX, SUPPORTED_OPSETS, ExportError, _check_destination,
+                          _check_size, _trace, fold_constants, input_contract, output_names, save_onnx_atomic,
+                          weights_sha256)
+from .ops import check_ops
+
+FAST_META = "fast"
+
+
+def export_fast_onnx(model: NeDR, path: str | Path, infer_hw: tuple[int, int], *, opset: int = DEFAULT_OPSET,
+                     radius: int = DEFAULT_RADIUS, eps: float = DEFAULT_EPS, with_transmission: bool = False,
+                     metadata: Mapping[str, Any] | None = None) -> Path:
+    """Export FastNeDR(model, infer_hw=(h, w)) with dynamic N, H, W; ExportError (one line) on failure."""
+    path = Path(path)
+    if opset not in SUPPORTED_OPSETS:
+        raise ExportError(f"opset {opset} not supported; use {SUPPORTED_OPSETS.start}–{SUPPORTED_OPSETS.stop - 1}")
+    h, w = _check_size(infer_hw)
+    _check_destination(path)
+    net = copy.deepcopy(model).float().cpu().eval()
+    module = FastNeDR(net, (h, w), radius, eps, with_transmission).eval()
+    outputs = output_names(with_transmission)
+    # trace at a size that is neither the network size nor on the ×32 grid, so both resizes stay shape-driven
+    example = torch.rand(1, 3, 2 * h + 6, 2 * w + 10, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            graph = fold_constants(_trace(module, example, opset, True, outputs))
+    except Exception as exc:  # noqa: BLE001
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"fast-mode ONNX export failed: {type(exc).__name__}: {first[:200]}") from exc
+    problems = check_ops(graph)
+    if problems:
+        raise ExportError(f"exported fast-mode graph is not TensorRT-clean: {problems[0]}"
+                          + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
+    from nedr import __version__
+
+    contract = input_contract()
+    contract.update(pad_multiple=1, min_size=16, padding="none: any H×W, resized to the network size inside the graph")
+    options = {"atmosphere": net.atmosphere, "guided_filter": bool(net.guided_filter),
+               "with_transmission": with_transmission, "opset": opset, "dynamic_axes": True, "static_size": None,
+               "exporter": f"torch.onnx TorchScript (dynamo=False), torch {torch.__version__}; onnxscript folding",
+               "precision": "fp32"}
+    extra = dict(metadata or {})
+    props = {
+        f"{META_PREFIX}version": __version__,
+        f"{META_PREFIX}checkpoint_sha256": str(extra.pop("checkpoint_sha256", "")),
+        f"{META_PREFIX}weights_sha256": weights_sha256(net),
+        f"{META_PREFIX}options": json.dumps(options),
+        f"{META_PREFIX}input": json.dumps(contract),
+        f"{META_PREFIX}{FAST_META}": json.dumps({"infer_hw": [h, w], "radius": radius, "eps": eps}),
+    }
+    for key, value in extra.items():
+        props[key if key.startswith(META_PREFIX) else META_PREFIX + key] = (
+            json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value))
+    onnx.helper.set_model_props(graph, props)
+    graph.producer_name, graph.producer_version = "nedr", __version__
+    graph.doc_string = (f"NeDR fast mode: hazy N×3×H×W RGB [0,1] (any H, W) → clean at H×W; network at {h}×{w}, "
+                        "guided local-affine upsampling")
+    return save_onnx_atomic(graph, path)
+
+
+__all__ = ["export_fast_onnx", "FAST_META"]

@@ -1,0 +1,581 @@
+"""FP32 NeDR ONNX → INT8 Q/DQ ONNX, calibrated on frames at the deployment size (toolkit.md:
+"Precision: it lives in the ONNX"). Two targets, named on the command line:
+
+* `tensorrt` (default): int8 activations and int8 weights, both symmetric (every zero point 0),
+  per-channel weights, Q/DQ only on Conv inputs and weights (no Q/DQ on Conv outputs, bias kept
+  float): the explicit-quantization placement TensorRT fuses into int8 convolutions and that its
+  strongly typed builds require (no implicit calibrators in TensorRT 11).
+* `cpu`: uint8 activations (asymmetric) and int8 per-channel weights, DQ → Conv → Q groups that
+  ONNX Runtime fuses into QLinearConv. On x86 CPUs without VNNI (AVX2 only, like the 2-core AMD
+  EPYC box this was written on), MLAS multiplies u8×s8 with `vpmaddubsw`, whose int16 pair sums
+  saturate: measured here, full-range int8 weights gave 12–37 dB against FP32 with the fused
+  kernels while the same file emulated in float gave 42–47 dB. So by default (`reduce_range=None`)
+  weights use 7 bits (±63, no saturation possible) when /proc/cpuinfo shows no VNNI, and the full
+  8 bits when it does (avx512_vnni / avx_vnni / amx_int8) or off x86.
+
+FP32 everywhere INT8 breaks the math (model.md §4, §6, §7), i.e. `fp32_islands` of the FP16
+converter: the KAN basis (its grouped Conv and the spline polynomial) and the scattering-model tail
+(t = clamp, guided filter box sums, atmospheric light, J = (I − A)/t + A). Only Conv nodes are
+quantized, so nothing else gets Q/DQ.
+
+PSNR against FP32 is measured on held-out frames at the deployment size with the runtime the file
+targets: ONNX Runtime's CPU kernels for `cpu`; for `tensorrt`, the Q/DQ graph run with graph
+optimisations off (DequantizeLinear → FP32 Conv), which is the int8 arithmetic TensorRT performs
+(int8 products accumulate exactly in int32) without ONNX Runtime's saturating AVX2 kernels.
+
+`quant_pre_process` is skipped on purpose. Its symbolic shape inference fails on this graph
+("Incomplete symbolic shape inference"): with dynamic H and W it cannot prove that a ×2 upsample
+of floor(h/2) equals the skip connection's size. Its other two steps add nothing here: ONNX
+Runtime's basic optimiser left the exported graph unchanged (468 → 468 nodes, same op counts:
+the exporter already folds BatchNorm and constants), and `quantize_static` runs ONNX shape
+inference itself. Fixing the shapes to one size would make it pass but would also freeze the file
+to that size.
+
+Calibration ranges are cached beside the output (calibration.py); `--target-psnr` leaves the
+most harmful quantized convolutions in float (sensitivity.py) until the target is met.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from nedr.errors import UserError
+
+from .calibration import (METHODS, SYNTHETIC, CalibrationError, FrameSet, cache_key, calibration_frames,
+                          compute_ranges, heldout_frames, load_cached_ranges, save_cached_ranges)
+from .metadata import META_PREFIX, file_sha256, read_metadata
+from .onnx_export import INPUT_NAME, ExportError, save_onnx_atomic
+from .sensitivity import GatedModel, psnr_db, quantized_convs
+
+TARGETS = ("tensorrt", "cpu")
+DEFAULT_SIZE = (480, 640)
+DEFAULT_FRAMES = 16
+DEFAULT_METHOD = "minmax"
+DEFAULT_VALIDATION_FRAMES = 4
+OP_TYPES = {"tensorrt": ["Conv"], "cpu": ["Conv"]}
+CALIBRATED_OP_TYPES = sorted({op for ops in OP_TYPES.values() for op in ops})  # one cache serves both targets
+MAX_FLOAT_LAYERS = 24
+MAX_SEARCH_EVALS = 60
+
+
+class QuantizeError(UserError):
+    """INT8 quantization could not run or produce its file; the message is one line naming the cause.
+    (A RuntimeError, via UserError: the CLI reports it as one line.)"""
+
+
+def cpu_has_vnni() -> bool:
+    """x86 VNNI (8-bit dot products that accumulate in int32 without saturating)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True  # ARM's dot-product kernels do not saturate; nothing to work around
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"480x640" (H×W) → (480, 640)."""
+    try:
+        h, w = (int(v) for v in str(text).lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise QuantizeError(f"size {text!r}: write it as HxW, e.g. 480x640") from None
+    return h, w
+
+
+def _check_size(size) -> tuple[int, int]:
+    from nedr.model.network import MIN_SIZE, PAD_MULTIPLE
+
+    h, w = (int(s) for s in size)
+    if h % PAD_MULTIPLE or w % PAD_MULTIPLE or min(h, w) < MIN_SIZE:
+        raise QuantizeError(f"size {h}x{w} breaks the network contract: H and W must be multiples of "
+                            f"{PAD_MULTIPLE} and >= {MIN_SIZE}")
+    return h, w
+
+
+@dataclass
+class SearchStep:
+    what: str  # a layer or a group of layers
+    float_layers: int  # layers in float after this step (when accepted)
+    psnr_db: float
+    accepted: bool
+
+    def __str__(self) -> str:
+        return f"{'kept float' if self.accepted else 'tried'} {self.what}: {self.psnr_db:.2f} dB"
+
+
+@dataclass
+class QuantizeReport:
+    path: Path
+    target: str
+    method: str
+    size: tuple[int, int]
+    calibration: str  # where the frames came from
+    frames: int
+    calibrated: bool  # False when the range cache was reused
+    cache_path: Path | None
+    activation_type: str
+    weight_type: str
+    reduce_range: bool
+    qdq_nodes: int
+    int8_convs: int
+    float_convs: int  # Conv nodes left in FP32 (islands + search)
+    island_nodes: dict[str, int]
+    float_layers: list[str]  # kept float by the --target-psnr search
+    psnr_db: float  # INT8 vs FP32 on the held-out frames, all pixels
+    psnr_min_db: float  # worst frame
+    validation_frames: int
+    measured_with: str
+    target_psnr: float | None = None
+    psnr_before_search_db: float | None = None
+    search: list[SearchStep] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    zero_points: str = ""  # "all 0" (tensorrt), or the activation zero-point range
+
+    def summary(self) -> str:
+        size = f"{self.size[0]}x{self.size[1]}"
+        lines = [f"{self.path}: INT8 for {self.target} ({self.activation_type} activations, {self.weight_type} "
+                 f"weights{' 7-bit' if self.reduce_range else ''}, per channel), {self.method} ranges from "
+                 f"{self.frames} frames at {size}: {self.calibration}"
+                 + ("" if self.calibrated else f" [cached: {self.cache_path}]"),
+                 f"  Q/DQ nodes {self.qdq_nodes}; INT8 convs {self.int8_convs}, float convs {self.float_convs}; "
+                 f"zero points {self.zero_points}; FP32 islands "
+                 + ", ".join(f"{k} {v} nodes" for k, v in self.island_nodes.items()),
+                 f"  INT8 vs FP32 on {self.validation_frames} held-out frames at {size}: PSNR {self.psnr_db:.2f} dB "
+                 f"(worst frame {self.psnr_min_db:.2f} dB; {self.measured_with})"]
+        if self.target_psnr is not None:
+            if self.psnr_before_search_db is not None:
+                lines.append(f"  --target-psnr {self.target_psnr:g}: {self.psnr_before_search_db:.2f} dB with every conv "
+                             f"INT8 -> {self.psnr_db:.2f} dB with {len(self.float_layers)} layer(s) left in float"
+                             + ("" if self.psnr_db >= self.target_psnr else " (target NOT reached within the search cap)"))
+            lines += [f"    float: {name}" for name in self.float_layers]
+        lines.append("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items()))
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        d = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k != "search"}
+        d["search"] = [s.__dict__ for s in self.search]
+        return d
+
+
+# --- building blocks --------------------------------------------------------------------------
+
+def _load_fp32(onnx_in: Path) -> onnx.ModelProto:
+    if not onnx_in.is_file():
+        raise QuantizeError(f"{onnx_in}: no such ONNX file")
+    try:
+        model = onnx.load_model(str(onnx_in))
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise QuantizeError(f"{onnx_in}: not a readable ONNX file ({type(exc).__name__})") from None
+    inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if [i.name for i in inputs] != [INPUT_NAME]:
+        raise QuantizeError(f"{onnx_in}: expected one input named {INPUT_NAME!r} (a NeDR export), found "
+                            f"{[i.name for i in inputs] or 'none'}")
+    precision = read_metadata(model).get("options", {}).get("precision", "fp32")
+    if precision != "fp32":
+        raise QuantizeError(f"{onnx_in}: already {precision}; quantize the FP32 export")
+    elem = inputs[0].type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        raise QuantizeError(f"{onnx_in}: input {INPUT_NAME!r} is not float32")
+    return model
+
+
+def _static_size(model: onnx.ModelProto) -> tuple[int, int] | None:
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
+        return dims[2].dim_value, dims[3].dim_value
+    return None
+
+
+def _check_destination(onnx_in: Path, onnx_out: Path) -> None:
+    if onnx_out.resolve() == onnx_in.resolve():
+        raise QuantizeError(f"output {onnx_out} is the input; give another file name")
+    if onnx_out.is_dir():
+        raise QuantizeError(f"cannot write {onnx_out}: it is a directory; give a file name such as {onnx_out / 'nedr.int8.onnx'}")
+    if not onnx_out.parent.is_dir():
+        raise QuantizeError(f"cannot write {onnx_out}: directory {onnx_out.parent} does not exist")
+    if not os.access(onnx_out.parent, os.W_OK | os.X_OK):
+        raise QuantizeError(f"cannot write {onnx_out}: no write permission in {onnx_out.parent}")
+
+
+def quantization_settings(target: str, reduce_range: bool | None = None) -> dict:
+    """Keyword arguments of `quantize_static` for a target (module docstring)."""
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    if target == "tensorrt":
+        return dict(quant_format=QuantFormat.QDQ, op_types_to_quantize=OP_TYPES[target], per_channel=True,
+                    reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                                   "OpTypesToExcludeOutputQuantization": ["Conv"], "QuantizeBias": False,
+                                   "DedicatedQDQPair": True})
+    if target == "cpu":
+        return dict(quant_format=QuantFormat.QDQ, op_types_to_quantize=OP_TYPES[target], per_channel=True,
+                    reduce_range=(not cpu_has_vnni()) if reduce_range is None else bool(reduce_range),
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    raise QuantizeError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+
+
+def quantize_with_ranges(onnx_in: Path, ranges, target: str, nodes_to_exclude: list[str],
+                         reduce_range: bool | None = None) -> onnx.ModelProto:
+    """`quantize_static` with precomputed ranges (no calibration pass): the ranges go in through
+    its `calibration_cache_path` (written to a temporary file in ONNX Runtime's own format)."""
+    import inspect
+    import logging
+
+    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        import onnxruntime
+
+        raise QuantizeError(f"onnxruntime {onnxruntime.__version__} cannot take precomputed ranges "
+                            "(quantize_static has no calibration_cache_path); upgrade onnxruntime")
+    settings = quantization_settings(target, reduce_range)
+    quant_logger = logging.getLogger()  # quantize_static warns "consider pre-processing" (skipped, see above)
+    level = quant_logger.level
+    with tempfile.TemporaryDirectory(prefix="nedr-quant-") as tmp:
+        cache, out = Path(tmp) / "ranges.json", Path(tmp) / "int8.onnx"
+        save_tensors_data(ranges, cache)
+        quant_logger.setLevel(logging.ERROR)
+        try:
+            quantize_static(str(onnx_in), str(out), None, nodes_to_exclude=list(nodes_to_exclude),
+                            calibrate_method=ranges.calibration_method, calibration_cache_path=str(cache), **settings)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise QuantizeError(f"onnxruntime quantization failed: {type(exc).__name__}: {first[:200]}") from exc
+        finally:
+            quant_logger.setLevel(level)
+        return onnx.load_model(str(out))
+
+
+def qdq_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+
+
+def zero_points(model: onnx.ModelProto) -> np.ndarray:
+    """Every zero point of every Q/DQ node, concatenated (int64); absent zero points count as 0."""
+    inits = {t.name: t for t in model.graph.initializer}
+    values = []
+    for n in qdq_nodes(model):
+        if len(n.input) < 3 or not n.input[2]:
+            values.append(np.zeros(1, dtype=np.int64))
+        elif n.input[2] in inits:
+            values.append(onnx.numpy_helper.to_array(inits[n.input[2]]).astype(np.int64).ravel())
+        else:
+            raise QuantizeError(f"Q/DQ node {n.name} has a computed zero point; expected a constant")
+    return np.concatenate(values) if values else np.zeros(0, dtype=np.int64)
+
+
+def _session(model: onnx.ModelProto | Path, emulate: bool, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if emulate:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run_frames(session, frames: list[np.ndarray]) -> list[np.ndarray]:
+    name, out = session.get_inputs()[0].name, session.get_outputs()[0].name
+    return [session.run([out], {name: f})[0] for f in frames]
+
+
+def _measured_with(target: str) -> str:
+    if target == "cpu":
+        return "ONNX Runtime CPU kernels"
+    return "int8 math emulated in FP32 (DequantizeLinear -> FP32 Conv), as TensorRT computes it"
+
+
+def _metadata(model: onnx.ModelProto, source: Path, info: dict) -> None:
+    props = {p.key: p.value for p in model.metadata_props}
+    options = read_metadata(model).get("options", {})
+    options.update(precision="int8-qdq", int8=info)
+    props[f"{META_PREFIX}options"] = json.dumps(options)
+    props[f"{META_PREFIX}source_onnx_sha256"] = file_sha256(source)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+
+
+# --- sensitivity search -----------------------------------------------------------------------
+
+_GROUPS = (("backbone", ("pretrained",)), ("kan_cid", ("cid_",)), ("decoder", ("layer", "refinenet", "scratch")),
+           ("idrm", ("nrn",)), ("drem", ("drem",)), ("output_head", ("output_conv",)))
+
+
+def _path(layer: str) -> tuple[str, ...]:
+    """Module path of a Conv node name, under a named top-level group."""
+    parts = [p for p in layer.split("/") if p]
+    top = next((g for g, prefixes in _GROUPS if parts and parts[0].startswith(prefixes)), "other")
+    return (top, *parts)
+
+
+def _children(prefix: tuple[str, ...], layers: list[str]) -> list[tuple[str, ...]]:
+    """Subgroups one level below `prefix` in graph order, descending through single-child levels."""
+    paths = [_path(lay) for lay in layers if _path(lay)[:len(prefix)] == prefix]
+    while True:
+        nxt = list(dict.fromkeys(p[:len(prefix) + 1] for p in paths if len(p) > len(prefix)))
+        if len(nxt) == 1 and len(paths) > 1:
+            prefix = nxt[0]
+            continue
+        return nxt
+
+
+def search_float_layers(gated: GatedModel, frames: list[np.ndarray], references: list[np.ndarray], target_db: float,
+                        max_layers: int = MAX_FLOAT_LAYERS, max_evals: int = MAX_SEARCH_EVALS,
+                        log: Callable[[str], None] | None = None) -> tuple[list[str], float, list[SearchStep]]:
+    """Best-first search down the module tree for the convolutions to leave in float.
+
+    Each candidate (a group of layers or one layer) is scored by the PSNR gained when it runs in
+    float on top of those already chosen. The best one is expanded into its subgroups, or, when it
+    is a single layer, re-scored against the current set (its score may be stale) and kept if it
+    still helps. Stops at `target_db`, `max_layers` or `max_evals` inferences over `frames`.
+    Returns (layers in float, PSNR with them, steps).
+    """
+    layers = gated.layers
+    chosen: list[str] = []
+    steps: list[SearchStep] = []
+    evals = 0
+
+    def score(members: list[str]) -> float:
+        nonlocal evals
+        evals += 1
+        return gated.psnr(frames, references, chosen + members)[0]
+
+    def members(prefix: tuple[str, ...]) -> list[str]:
+        return [lay for lay in layers if _path(lay)[:len(prefix)] == prefix and lay not in chosen]
+
+    current = score([])
+    frontier: list[tuple[float, tuple[str, ...], int]] = []  # (gain, group, len(chosen) when measured)
+
+    def expand(prefix: tuple[str, ...]) -> None:
+        for child in _children(prefix, layers):
+            group = members(child)
+            if group and evals < max_evals:
+                frontier.append((score(group) - current, child, len(chosen)))
+
+    expand(())
+    while current < target_db and len(chosen) < max_layers and frontier and evals < max_evals:
+        frontier.sort(key=lambda item: -item[0])
+        gain, prefix, measured_at = frontier.pop(0)
+        group = members(prefix)
+        if len(group) > 1:
+            expand(prefix)
+            continue
+        if not group:
+            continue
+        if measured_at != len(chosen):  # a stale gain: re-score against the current set
+            fresh = score(group) - current
+            if frontier and fresh < max(g for g, _, _ in frontier):
+                frontier.append((fresh, prefix, len(chosen)))
+                continue
+            gain = fresh
+        if gain <= 0:
+            steps.append(SearchStep(group[0], len(chosen), current + gain, False))
+            continue
+        chosen.append(group[0])
+        current += gain
+        steps.append(SearchStep(group[0], len(chosen), current, True))
+        if log:
+            log(f"  float {group[0]}: {current:.2f} dB")
+    return chosen, current, steps
+
+
+# --- the command ------------------------------------------------------------------------------
+
+def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = SYNTHETIC, frames: int = DEFAULT_FRAMES,
+             method: str = DEFAULT_METHOD, size: tuple[int, int] = DEFAULT_SIZE, target: str = "tensorrt",
+             target_psnr: float | None = None, validation_frames: int = DEFAULT_VALIDATION_FRAMES,
+             search_frames: int = 2, max_float_layers: int = MAX_FLOAT_LAYERS, max_search_evals: int = MAX_SEARCH_EVALS,
+             cache: bool = True, reduce_range: bool | None = None, backend: str = "onnxruntime",
+             log: Callable[[str], None] | None = None) -> QuantizeReport:
+    """Quantize the FP32 NeDR export `onnx_in` to INT8 Q/DQ for `target`, writing `onnx_out` atomically.
+
+    calib: "synthetic" (hazy crops of the training sources), an image folder or a video file;
+    `frames` of it at `size` (H, W) calibrate the ranges with `method` ("entropy" | "minmax" |
+    "percentile"). The ranges are cached in `<onnx_out>.calib.json` and reused while the ONNX,
+    the frames, method, size and count are unchanged (`cache=False`: neither read nor written).
+    target_psnr: leave the convolutions that cost the most PSNR in float until INT8 vs FP32 on
+    the held-out frames reaches it (the search scores layers on `search_frames` of them, at most
+    `max_float_layers` layers and `max_search_evals` inferences). reduce_range: 7-bit weights for
+    `cpu` (None: only when the CPU lacks VNNI). backend "modelopt": NVIDIA ModelOpt's ONNX
+    quantizer (tensorrt target; needs `nvidia-modelopt`). Raises QuantizeError (one line).
+    """
+    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
+    say = log or (lambda _msg: None)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    if target not in TARGETS:
+        raise QuantizeError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
+    if method not in METHODS:
+        raise QuantizeError(f"unknown calibration method {method!r}; use one of {', '.join(METHODS)}")
+    if frames < 1 or validation_frames < 1:
+        raise QuantizeError("--frames and validation frames must be at least 1")
+    if backend not in ("onnxruntime", "modelopt"):
+        raise QuantizeError(f"unknown backend {backend!r}; use onnxruntime or modelopt")
+    size = _check_size(size)
+    fp32 = _load_fp32(onnx_in)
+    static = _static_size(fp32)
+    if static is not None and static != size:
+        raise QuantizeError(f"{onnx_in} has a static {static[0]}x{static[1]} input; pass size {static[0]}x{static[1]}")
+    _check_destination(onnx_in, onnx_out)
+    from .fp16 import fp32_islands
+
+    try:
+        islands = fp32_islands(fp32)
+    except ExportError as exc:
+        raise QuantizeError(f"{onnx_in}: {exc}") from None
+    excluded = [name for names in islands.values() for name in names]
+
+    try:
+        calib_set = calibration_frames(calib, size, frames)
+    except CalibrationError as exc:
+        raise QuantizeError(str(exc)) from None
+    seconds["frames"] = time.perf_counter() - start
+
+    if backend == "modelopt":
+        return _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target, target_psnr,
+                                  validation_frames, islands, excluded, seconds, start, say)
+
+    t = time.perf_counter()
+    cache_path = onnx_out.with_name(onnx_out.name + ".calib.json") if cache else None
+    key = cache_key(file_sha256(onnx_in), calib_set, method, size, CALIBRATED_OP_TYPES)
+    ranges = load_cached_ranges(cache_path, key) if cache_path is not None else None
+    calibrated = ranges is None
+    if calibrated:
+        say(f"calibrating ({method}) on {len(calib_set)} frames at {size[0]}x{size[1]}: {calib_set.source}")
+        try:
+            ranges = compute_ranges(onnx_in, calib_set.frames, method, CALIBRATED_OP_TYPES, INPUT_NAME)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise QuantizeError(f"calibration failed: {type(exc).__name__}: {first[:200]}") from exc
+        if cache_path is not None:
+            try:
+                save_cached_ranges(cache_path, key, ranges, calib_set.source)
+            except OSError as exc:
+                raise QuantizeError(f"cannot write calibration cache {cache_path}: {exc.strerror or exc}") from None
+    else:
+        say(f"calibration ranges reused from {cache_path}")
+    seconds["calibrate" if calibrated else "cache"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    int8 = quantize_with_ranges(onnx_in, ranges, target, excluded, reduce_range)
+    seconds["quantize"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    emulate = target == "tensorrt"
+    validation = heldout_frames(size, validation_frames)
+    references = run_frames(_session(onnx_in, emulate=False), validation)
+    outputs = run_frames(_session(int8, emulate), validation)
+    psnr, worst = psnr_db(outputs, references)
+    seconds["validate"] = time.perf_counter() - t
+
+    float_layers: list[str] = []
+    steps: list[SearchStep] = []
+    before = None
+    if target_psnr is not None and psnr < target_psnr:
+        t = time.perf_counter()
+        before = psnr
+        say(f"INT8 vs FP32 {psnr:.2f} dB < target {target_psnr:g} dB: searching for layers to keep in float")
+        gated = GatedModel(int8, fp32)
+        subset = validation[:max(1, min(search_frames, len(validation)))]
+        float_layers, _, steps = search_float_layers(gated, subset, references[:len(subset)], target_psnr,
+                                                     max_float_layers, max_search_evals, say)
+        del gated
+        if float_layers:
+            int8 = quantize_with_ranges(onnx_in, ranges, target, excluded + float_layers, reduce_range)
+            outputs = run_frames(_session(int8, emulate), validation)
+            psnr, worst = psnr_db(outputs, references)
+        seconds["search"] = time.perf_counter() - t
+    elif target_psnr is not None:
+        before = psnr
+
+    zps = zero_points(int8)
+    if target == "tensorrt" and zps.size and np.any(zps != 0):
+        raise QuantizeError(f"internal: {int(np.count_nonzero(zps))} non-zero zero points in a TensorRT (symmetric) file")
+    settings = quantization_settings(target, reduce_range)
+    info = {"target": target, "method": method, "size": list(size), "frames": len(calib_set),
+            "calibration": calib_set.source, "calibration_sha256": calib_set.identity,
+            "activations": settings["activation_type"].name, "weights": settings["weight_type"].name,
+            "per_channel": True, "reduce_range": settings["reduce_range"], "op_types": OP_TYPES[target],
+            "fp32_islands": {k: len(v) for k, v in islands.items()}, "float_layers": float_layers,
+            "psnr_vs_fp32_db": round(psnr, 3), "validation": f"{validation_frames} held-out frames at {size[0]}x{size[1]}"}
+    _metadata(int8, onnx_in, info)
+    try:
+        save_onnx_atomic(int8, onnx_out)
+    except ExportError as exc:
+        raise QuantizeError(str(exc)) from None
+    seconds["total"] = time.perf_counter() - start
+
+    convs = [n for n in int8.graph.node if n.op_type == "Conv"]
+    n_int8 = len(quantized_convs(int8))
+    return QuantizeReport(
+        path=onnx_out, target=target, method=method, size=size, calibration=calib_set.source, frames=len(calib_set),
+        calibrated=calibrated, cache_path=cache_path, activation_type=info["activations"], weight_type=info["weights"],
+        reduce_range=info["reduce_range"], qdq_nodes=len(qdq_nodes(int8)), int8_convs=n_int8,
+        float_convs=len(convs) - n_int8, island_nodes={k: len(v) for k, v in islands.items()},
+        float_layers=float_layers, psnr_db=psnr, psnr_min_db=worst, validation_frames=len(validation),
+        measured_with=_measured_with(target), target_psnr=target_psnr, psnr_before_search_db=before, search=steps,
+        seconds=seconds, zero_points=("all 0" if not zps.size or not np.any(zps) else f"{int(zps.min())}..{int(zps.max())}"))
+
+
+def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set: FrameSet, method, size, target, target_psnr,
+                       validation_frames, islands, excluded, seconds, start, say) -> QuantizeReport:
+    """NVIDIA ModelOpt's ONNX PTQ (TensorRT placement rules), optional: only when it is installed."""
+    try:
+        from modelopt.onnx.quantization import quantize as modelopt_quantize
+    except ImportError:
+        raise QuantizeError("NVIDIA ModelOpt is not installed (pip install 'nvidia-modelopt[onnx]'); "
+                            "the default onnxruntime backend needs nothing extra") from None
+    if target != "tensorrt":
+        raise QuantizeError("the modelopt backend places Q/DQ for TensorRT; use --target tensorrt")
+    if method == "percentile":
+        raise QuantizeError("modelopt calibrates with entropy or max; use --method entropy or minmax")
+    if target_psnr is not None:
+        raise QuantizeError("--target-psnr runs on the onnxruntime backend; drop --backend modelopt")
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="nedr-modelopt-") as tmp:
+        out = Path(tmp) / "int8.onnx"
+        try:
+            modelopt_quantize(str(onnx_in), quantize_mode="int8", calibration_data={INPUT_NAME: np.concatenate(calib_set.frames)},
+                              calibration_method="entropy" if method == "entropy" else "max", calibration_eps=["cpu"],
+                              nodes_to_exclude=excluded, high_precision_dtype="fp32", use_zero_point=False,
+                              output_path=str(out))
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise QuantizeError(f"modelopt quantization failed: {type(exc).__name__}: {first[:200]}") from exc
+        int8 = onnx.load_model(str(out))
+    seconds["quantize"] = time.perf_counter() - t
+    validation = heldout_frames(size, validation_frames)
+    references = run_frames(_session(onnx_in, emulate=False), validation)
+    psnr, worst = psnr_db(run_frames(_session(int8, True), validation), references)
+    info = {"target": target, "backend": "modelopt", "method": method, "size": list(size), "frames": len(calib_set),
+            "calibration": calib_set.source, "psnr_vs_fp32_db": round(psnr, 3)}
+    _metadata(int8, onnx_in, info)
+    try:
+        save_onnx_atomic(int8, onnx_out)
+    except ExportError as exc:
+        raise QuantizeError(str(exc)) from None
+    seconds["total"] = time.perf_counter() - start
+    zps = zero_points(int8)
+    n_int8 = len(quantized_convs(int8))
+    return QuantizeReport(
+        path=onnx_out, target=target, method=method, size=size, calibration=calib_set.source, frames=len(calib_set),
+        calibrated=True, cache_path=None, activation_type="QInt8", weight_type="QInt8", reduce_range=False,
+        qdq_nodes=len(qdq_nodes(int8)), int8_convs=n_int8,
+        float_convs=sum(n.op_type == "Conv" for n in int8.graph.node) - n_int8,
+        island_nodes={k: len(v) for k, v in islands.items()}, float_layers=[], psnr_db=psnr, psnr_min_db=worst,
+        validation_frames=len(validation), measured_with=_measured_with(target), seconds=seconds,
+        zero_points=("all 0" if not zps.size or not np.any(zps) else f"{int(zps.min())}..{int(zps.max())}"))

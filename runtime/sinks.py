@@ -1,0 +1,215 @@
+"""Frame sinks: callables `sink(hazy_rgb, dehazed_rgb, index)` with `close()`, used as context managers.
+
+* `VideoFileSink`: an .mp4 (mp4v) / .avi (MJPG) / .mkv file at the source's fps, written under a
+  temporary name and renamed on `close()`, which the pipeline always reaches (Ctrl-C included),
+  so the final name only ever holds a finished, readable file. OpenCV writers need one frame size:
+  frames of another size (a source that changed resolution) are resized to the first one.
+* `ImageFolderSink`: one PNG (or JPEG) per frame, named by frame index.
+* `DisplaySink`: an OpenCV window (`--display`); needs an OpenCV build with a GUI. Pressing q or
+  Esc stops the run (raises `StopRun`). The pipeline calls it from the main thread.
+* `NullSink`: discards frames (timing runs).
+
+`compare=True` writes hazy | dehazed side by side instead of the dehazed frame alone.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import SinkError
+from .frames import side_by_side
+from .sources import IMAGE_SUFFIXES, opencv_has
+
+FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
+VIDEO_SUFFIXES = tuple(FOURCC)
+NO_GUI = ("--display needs OpenCV with a GUI backend, and this OpenCV ({version}) has none (opencv-python-headless, "
+          "the default here, is GUI-less): pip uninstall opencv-python-headless && pip install opencv-python, or use "
+          "the system OpenCV; or write a file with -o instead")
+
+
+class StopRun(Exception):
+    """A sink asked the pipeline to stop (the viewer pressed q/Esc); not an error."""
+
+
+def compose(hazy: np.ndarray, dehazed: np.ndarray, compare: bool) -> np.ndarray:
+    return side_by_side(hazy, dehazed) if compare else dehazed
+
+
+class Sink:
+    main_thread = False  # True: the pipeline calls it from the main thread (GUI toolkits need that)
+    kind = "sink"
+
+    def __init__(self, compare: bool = False) -> None:
+        self.compare = compare
+        self.frames = 0
+
+    def __call__(self, hazy: np.ndarray, dehazed: np.ndarray, index: int) -> None:
+        self.write(compose(hazy, dehazed, self.compare), index)
+        self.frames += 1
+
+    def write(self, rgb: np.ndarray, index: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Sink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"sink": self.kind, "frames": self.frames, "compare": self.compare}
+
+
+class NullSink(Sink):
+    kind = "none"
+
+    def write(self, rgb, index) -> None:
+        pass
+
+
+def _check_parent(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SinkError(f"cannot create the output folder {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SinkError(f"cannot write {path}: no write permission in {parent}")
+
+
+class VideoFileSink(Sink):
+    kind = "video"
+
+    def __init__(self, path: str | Path, fps: float, compare: bool = False) -> None:
+        super().__init__(compare)
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in FOURCC:
+            raise SinkError(f"{self.path}: unsupported video type {suffix!r}; use {', '.join(VIDEO_SUFFIXES)}")
+        if self.path.is_dir():
+            raise SinkError(f"{self.path} is a folder; give a file name such as {self.path / 'out.mp4'}")
+        _check_parent(self.path)
+        self.fps = float(fps) if fps and fps > 0 else 25.0
+        self.fourcc = FOURCC[suffix]
+        # same suffix, so OpenCV picks the same container; hidden and marked partial until close()
+        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._writer = None
+        self.size: tuple[int, int] | None = None
+        self.resized = 0
+        self.closed = False
+
+    def write(self, rgb: np.ndarray, index: int) -> None:
+        h, w = rgb.shape[:2]
+        if self._writer is None:
+            if w % 2 or h % 2:  # most codecs want even sizes: pad by one pixel
+                rgb = cv2.copyMakeBorder(rgb, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+                h, w = rgb.shape[:2]
+            self.size = (w, h)
+            self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))
+            if not self._writer.isOpened():
+                self._writer = None
+                raise SinkError(f"OpenCV cannot write {self.path.suffix} video ({self.fourcc}) to {self.path}")
+        if (w, h) != self.size:
+            if (w + w % 2, h + h % 2) == self.size:
+                rgb = cv2.copyMakeBorder(rgb, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+            else:
+                rgb = cv2.resize(rgb, self.size, interpolation=cv2.INTER_AREA)
+                self.resized += 1
+        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._writer is None:
+            return
+        self._writer.release()  # writes the container index (moov atom): the file is readable after this
+        self._writer = None
+        try:
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            raise SinkError(f"cannot move the finished video to {self.path}: {exc.strerror}") from None
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "path": str(self.path), "fps": self.fps, "fourcc": self.fourcc,
+                "size": self.size, "resized_frames": self.resized}
+
+
+class ImageFolderSink(Sink):
+    kind = "images"
+
+    def __init__(self, folder: str | Path, compare: bool = False, suffix: str = ".png", stem: str = "frame") -> None:
+        super().__init__(compare)
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise SinkError(f"{self.folder} exists and is not a folder")
+        if suffix not in IMAGE_SUFFIXES:
+            raise SinkError(f"unsupported image type {suffix!r}")
+        _check_parent(self.folder / "x")
+        self.suffix, self.stem = suffix, stem
+
+    def write(self, rgb: np.ndarray, index: int) -> None:
+        path = self.folder / f"{self.stem}_{index:06d}{self.suffix}"
+        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise SinkError(f"cannot write {path}")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "path": str(self.folder)}
+
+
+def gui_available() -> bool:
+    for line in cv2.getBuildInformation().splitlines():
+        name, _, value = line.strip().partition(":")
+        if name.strip() == "GUI":
+            return value.strip().upper() not in ("NONE", "NO", "")
+    return opencv_has("GTK+") or opencv_has("QT") or opencv_has("Win32 UI") or opencv_has("Cocoa")
+
+
+class DisplaySink(Sink):
+    kind = "display"
+    main_thread = True
+
+    def __init__(self, compare: bool = False, window: str = "nedr", max_width: int = 1920) -> None:
+        super().__init__(compare)
+        if not gui_available():
+            raise SinkError(NO_GUI.format(version=cv2.__version__))
+        self.window, self.max_width = window, max_width
+        self._opened = False
+
+    def write(self, rgb: np.ndarray, index: int) -> None:
+        if not self._opened:
+            cv2.namedWindow(self.window, cv2.WINDOW_NORMAL)
+            self._opened = True
+        if rgb.shape[1] > self.max_width:
+            scale = self.max_width / rgb.shape[1]
+            rgb = cv2.resize(rgb, (self.max_width, round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        cv2.imshow(self.window, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+            raise StopRun("window closed by the viewer")
+
+    def close(self) -> None:
+        if self._opened:
+            cv2.destroyWindow(self.window)
+            self._opened = False
+
+
+def open_sink(output: str | Path | None, *, fps: float, compare: bool = False) -> Sink:
+    """The sink an output name asks for: a video suffix → video file; a folder (existing, or a name
+    without suffix) → one image per frame; None or "none" → nothing."""
+    if output is None or str(output).lower() in ("", "none", "null", "-"):
+        return NullSink(compare)
+    path = Path(output).expanduser()
+    suffix = path.suffix.lower()
+    if suffix in FOURCC:
+        return VideoFileSink(path, fps, compare)
+    if path.is_dir() or not suffix:
+        return ImageFolderSink(path, compare)
+    raise SinkError(f"{path}: cannot tell what to write from {suffix!r}; use a video name ({', '.join(VIDEO_SUFFIXES)}) "
+                    "or a folder for images")

@@ -1,0 +1,96 @@
+"""`nedr run`: one clear line and a non-zero exit for user mistakes; a full run with a fake backend."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nedr.runtime import backends
+
+from runtime_helpers import FakeBackend, count_frames, run_cli, write_clip
+
+
+def _one_line_error(capsys, argv, match):
+    rc = run_cli(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    assert len(err) == 1 and err[0].startswith("nedr: error: ") and match in err[0], err
+    return err[0]
+
+
+def test_missing_file(capsys, tmp_path):
+    _one_line_error(capsys, ["--source", str(tmp_path / "nope.mp4")], "no such file or folder")
+
+
+def test_corrupt_file(capsys, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a video" * 50)
+    _one_line_error(capsys, ["--source", str(bad)], "cannot decode it as video")
+
+
+def test_unknown_camera(capsys):
+    _one_line_error(capsys, ["--source", "63"], "camera 63 not found")
+
+
+def test_bad_backend_name(capsys, tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", frames=2)
+    _one_line_error(capsys, ["--source", str(clip), "--backend", "tensorflow"], "unknown backend 'tensorflow'")
+
+
+def test_bad_options(capsys, tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", frames=2)
+    _one_line_error(capsys, ["--source", str(clip), "--infer-size", "big"], "WIDTHxHEIGHT")
+    _one_line_error(capsys, ["--source", str(clip), "--scale", "3"], "--scale must be in (0, 1]")
+    _one_line_error(capsys, ["--source", str(clip), "--model", str(tmp_path / "x.onnx")], "no such model file")
+    _one_line_error(capsys, ["--source", str(clip), "-o", str(tmp_path / "out.xyz")], "cannot tell what to write")
+
+
+def test_display_without_gui(capsys, tmp_path, monkeypatch):
+    from nedr.runtime import sinks
+
+    monkeypatch.setattr(sinks, "gui_available", lambda: False)
+    clip = write_clip(tmp_path / "c.mp4", frames=2)
+    _one_line_error(capsys, ["--source", str(clip), "--display"], "needs OpenCV with a GUI")
+
+
+def test_tensorrt_without_engine(capsys, tmp_path):
+    clip = write_clip(tmp_path / "c.mp4", frames=2)
+    _one_line_error(capsys, ["--source", str(clip), "--backend", "tensorrt", "-o", "none"], "needs an engine file")
+
+
+def test_full_run_with_stats(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(backends.BACKENDS, "fake", FakeBackend)
+    clip = write_clip(tmp_path / "c.mp4", frames=6)
+    out, stats = tmp_path / "o.mp4", tmp_path / "s" / "stats.json"
+    rc = run_cli(["--source", str(clip), "--backend", "fake", "-o", str(out), "--compare", "--stats", str(stats),
+                  "--quiet", "--scale", "0.5"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert "6 frames" in printed and f"wrote 6 frame(s) to {out}" in printed
+    assert count_frames(out) == (6, 320, 128)
+    data = json.loads(stats.read_text())
+    assert data["frames"] == 6 and data["backend"]["backend"] == "fake" and data["command"]["scale"] == 0.5
+    assert {"p50_ms", "p95_ms"} <= set(data["stages"]["infer"])
+
+
+def test_default_output_name(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(backends.BACKENDS, "fake", FakeBackend)
+    monkeypatch.chdir(tmp_path)
+    clip = write_clip(tmp_path / "my clip.mp4", frames=3)
+    assert run_cli(["--source", str(clip), "--backend", "fake", "--quiet", "--max-frames", "2"]) == 0
+    assert count_frames(tmp_path / "nedr-output" / "my_clip_dehazed.mp4")[0] == 2
+
+
+def test_interrupt_exit_code(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(backends.BACKENDS, "fake", lambda model=None, **kw: FakeBackend(interrupt_at=4))  # warm-up + 2 frames
+    clip = write_clip(tmp_path / "c.mp4", frames=6)
+    out = tmp_path / "o.mp4"
+    assert run_cli(["--source", str(clip), "--backend", "fake", "-o", str(out), "--quiet"]) == 130
+    assert "interrupted" in capsys.readouterr().out
+    assert count_frames(out)[0] == 2
+
+
+@pytest.mark.parametrize("flag", ["--infer-size", "--scale"])
+def test_fast_flags_are_exclusive(flag, tmp_path):
+    with pytest.raises(SystemExit):
+        run_cli(["--infer-size", "64x64", "--scale", "0.5"])
