@@ -82,7 +82,8 @@ def env() -> dict:
 
 def gpu_tests(shim_dir: str) -> dict:
     env_vars = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (shim_dir, os.environ.get("PYTHONPATH", "")) if p))
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+    # -P: the checkout's own nedr/ (without the stage folders) must not shadow the shim
+    r = subprocess.run([sys.executable, "-P", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
                         "tests/test_runtime_backends.py", "-k", "tensorrt or cuda or torch_backend"],
                        cwd=ROOT, capture_output=True, text=True, timeout=240, env=env_vars)
     print(r.stdout[-3000:], r.stderr[-1500:], flush=True)

@@ -32,8 +32,8 @@ import numpy as np
 
 from nedr.errors import UserError
 
-SYNTHETIC = "synthetic"
-METHODS = ("entropy", "minmax", "percentile")
+from .quantize import SYNTHETIC
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 CACHE_FORMAT = 1
 SYNTHETIC_SEED = 2024  # calibration crops; distinct from training's default seed 0

@@ -46,17 +46,18 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import onnx
 
 from nedr.errors import UserError
 
-from .calibration import (METHODS, SYNTHETIC, CalibrationError, FrameSet, cache_key, calibration_frames,
-                          compute_ranges, heldout_frames, load_cached_ranges, save_cached_ranges)
 from .metadata import META_PREFIX, file_sha256, read_metadata
-from .onnx_export import INPUT_NAME, ExportError, save_onnx_atomic
-from .sensitivity import GatedModel, psnr_db, quantized_convs
+
+# onnx, onnxruntime, OpenCV and torch (through the exporter and the datasets) load on first use, so
+# building the CLI's parser, which reads the defaults below, stays cheap.
 
 TARGETS = ("tensorrt", "cpu")
+METHODS = ("entropy", "minmax", "percentile")
+SYNTHETIC = "synthetic"
+INPUT_NAME = "hazy"  # nedr.export.onnx_export.INPUT_NAME (that module imports torch)
 DEFAULT_SIZE = (480, 640)
 DEFAULT_FRAMES = 16
 DEFAULT_METHOD = "minmax"
@@ -90,6 +91,14 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         raise QuantizeError(f"size {text!r}: write it as HxW, e.g. 480x640") from None
     return h, w
+
+
+def default_search_size(size: tuple[int, int], longest: int = 256) -> tuple[int, int]:
+    """`size` scaled down so its longer side is at most `longest`, on the network contract."""
+    from nedr.model.network import MIN_SIZE, PAD_MULTIPLE
+
+    scale = min(1.0, longest / max(size))
+    return tuple(max(MIN_SIZE, int(round(s * scale / PAD_MULTIPLE)) * PAD_MULTIPLE) for s in size)
 
 
 def _check_size(size) -> tuple[int, int]:
@@ -170,6 +179,8 @@ class QuantizeReport:
 # --- building blocks --------------------------------------------------------------------------
 
 def _load_fp32(onnx_in: Path) -> onnx.ModelProto:
+    import onnx
+
     if not onnx_in.is_file():
         raise QuantizeError(f"{onnx_in}: no such ONNX file")
     try:
@@ -232,6 +243,7 @@ def quantize_with_ranges(onnx_in: Path, ranges, target: str, nodes_to_exclude: l
     import inspect
     import logging
 
+    import onnx
     from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
 
@@ -264,6 +276,8 @@ def qdq_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
 
 def zero_points(model: onnx.ModelProto) -> np.ndarray:
     """Every zero point of every Q/DQ node, concatenated (int64); absent zero points count as 0."""
+    import onnx
+
     inits = {t.name: t for t in model.graph.initializer}
     values = []
     for n in qdq_nodes(model):
@@ -277,6 +291,7 @@ def zero_points(model: onnx.ModelProto) -> np.ndarray:
 
 
 def _session(model: onnx.ModelProto | Path, emulate: bool, threads: int | None = None):
+    import onnx
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -300,6 +315,8 @@ def _measured_with(target: str) -> str:
 
 
 def _metadata(model: onnx.ModelProto, source: Path, info: dict) -> None:
+    import onnx
+
     props = {p.key: p.value for p in model.metadata_props}
     options = read_metadata(model).get("options", {})
     options.update(precision="int8-qdq", int8=info)
@@ -335,17 +352,18 @@ def _children(prefix: tuple[str, ...], layers: list[str]) -> list[tuple[str, ...
 
 def search_float_layers(gated: GatedModel, frames: list[np.ndarray], references: list[np.ndarray], target_db: float,
                         max_layers: int = MAX_FLOAT_LAYERS, max_evals: int = MAX_SEARCH_EVALS,
-                        log: Callable[[str], None] | None = None) -> tuple[list[str], float, list[SearchStep]]:
+                        log: Callable[[str], None] | None = None,
+                        start: list[str] | None = None) -> tuple[list[str], float, list[SearchStep]]:
     """Best-first search down the module tree for the convolutions to leave in float.
 
     Each candidate (a group of layers or one layer) is scored by the PSNR gained when it runs in
     float on top of those already chosen. The best one is expanded into its subgroups, or, when it
     is a single layer, re-scored against the current set (its score may be stale) and kept if it
     still helps. Stops at `target_db`, `max_layers` or `max_evals` inferences over `frames`.
-    Returns (layers in float, PSNR with them, steps).
+    `start`: layers already in float. Returns (layers in float, PSNR with them, steps).
     """
     layers = gated.layers
-    chosen: list[str] = []
+    chosen: list[str] = list(start or [])
     steps: list[SearchStep] = []
     evals = 0
 
@@ -398,7 +416,8 @@ def search_float_layers(gated: GatedModel, frames: list[np.ndarray], references:
 def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = SYNTHETIC, frames: int = DEFAULT_FRAMES,
              method: str = DEFAULT_METHOD, size: tuple[int, int] = DEFAULT_SIZE, target: str = "tensorrt",
              target_psnr: float | None = None, validation_frames: int = DEFAULT_VALIDATION_FRAMES,
-             search_frames: int = 2, max_float_layers: int = MAX_FLOAT_LAYERS, max_search_evals: int = MAX_SEARCH_EVALS,
+             search_frames: int = 2, search_size: tuple[int, int] | None = None,
+             max_float_layers: int = MAX_FLOAT_LAYERS, max_search_evals: int = MAX_SEARCH_EVALS,
              cache: bool = True, reduce_range: bool | None = None, backend: str = "onnxruntime",
              log: Callable[[str], None] | None = None) -> QuantizeReport:
     """Quantize the FP32 NeDR export `onnx_in` to INT8 Q/DQ for `target`, writing `onnx_out` atomically.
@@ -408,11 +427,17 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     "percentile"). The ranges are cached in `<onnx_out>.calib.json` and reused while the ONNX,
     the frames, method, size and count are unchanged (`cache=False`: neither read nor written).
     target_psnr: leave the convolutions that cost the most PSNR in float until INT8 vs FP32 on
-    the held-out frames reaches it (the search scores layers on `search_frames` of them, at most
-    `max_float_layers` layers and `max_search_evals` inferences). reduce_range: 7-bit weights for
+    the held-out frames reaches it (the search scores layers on `search_frames` of them at
+    `search_size`, default `default_search_size(size)`, with at most `max_float_layers` layers and
+    `max_search_evals` inferences per round, and checks the result at `size`). reduce_range: 7-bit weights for
     `cpu` (None: only when the CPU lacks VNNI). backend "modelopt": NVIDIA ModelOpt's ONNX
     quantizer (tensorrt target; needs `nvidia-modelopt`). Raises QuantizeError (one line).
     """
+    from .calibration import (CalibrationError, cache_key, calibration_frames, compute_ranges, heldout_frames,
+                              load_cached_ranges, save_cached_ranges)
+    from .onnx_export import ExportError, save_onnx_atomic
+    from .sensitivity import GatedModel, psnr_db, quantized_convs
+
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     say = log or (lambda _msg: None)
     seconds: dict[str, float] = {}
@@ -425,6 +450,8 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
         raise QuantizeError("--frames and validation frames must be at least 1")
     if backend not in ("onnxruntime", "modelopt"):
         raise QuantizeError(f"unknown backend {backend!r}; use onnxruntime or modelopt")
+    if backend == "modelopt":
+        _check_modelopt(target, method, target_psnr)
     size = _check_size(size)
     fp32 = _load_fp32(onnx_in)
     static = _static_size(fp32)
@@ -485,19 +512,32 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     float_layers: list[str] = []
     steps: list[SearchStep] = []
     before = None
+    if search_size is not None:
+        search_size = _check_size(search_size)
     if target_psnr is not None and psnr < target_psnr:
         t = time.perf_counter()
         before = psnr
         say(f"INT8 vs FP32 {psnr:.2f} dB < target {target_psnr:g} dB: searching for layers to keep in float")
         gated = GatedModel(int8, fp32)
-        subset = validation[:max(1, min(search_frames, len(validation)))]
-        float_layers, _, steps = search_float_layers(gated, subset, references[:len(subset)], target_psnr,
-                                                     max_float_layers, max_search_evals, say)
+        small = search_size or default_search_size(size)
+        probe = heldout_frames(small, max(1, search_frames))
+        probe_refs = run_frames(_session(onnx_in, emulate=False), probe)
+        # Score layers on a few held-out frames at a reduced size (cheap); measure the result at
+        # full size; if it falls short, raise the reduced-size goal by the gap and go on (once).
+        goal = target_psnr
+        for _ in range(2):
+            float_layers, probe_psnr, more = search_float_layers(gated, probe, probe_refs, goal, max_float_layers,
+                                                                 max_search_evals, say, start=float_layers)
+            steps += more
+            if float_layers:
+                int8 = quantize_with_ranges(onnx_in, ranges, target, excluded + float_layers, reduce_range)
+                psnr, worst = psnr_db(run_frames(_session(int8, emulate), validation), references)
+                say(f"  {len(float_layers)} layer(s) in float: {psnr:.2f} dB at {size[0]}x{size[1]} "
+                    f"({probe_psnr:.2f} dB at {small[0]}x{small[1]})")
+            if psnr >= target_psnr or len(float_layers) >= max_float_layers or not float_layers:
+                break
+            goal = max(goal, probe_psnr) + (target_psnr - psnr) + 0.05
         del gated
-        if float_layers:
-            int8 = quantize_with_ranges(onnx_in, ranges, target, excluded + float_layers, reduce_range)
-            outputs = run_frames(_session(int8, emulate), validation)
-            psnr, worst = psnr_db(outputs, references)
         seconds["search"] = time.perf_counter() - t
     elif target_psnr is not None:
         before = psnr
@@ -531,20 +571,34 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
         seconds=seconds, zero_points=("all 0" if not zps.size or not np.any(zps) else f"{int(zps.min())}..{int(zps.max())}"))
 
 
-def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set: FrameSet, method, size, target, target_psnr,
-                       validation_frames, islands, excluded, seconds, start, say) -> QuantizeReport:
-    """NVIDIA ModelOpt's ONNX PTQ (TensorRT placement rules), optional: only when it is installed."""
+def _check_modelopt(target: str, method: str, target_psnr: float | None) -> None:
+    import importlib.util
+
     try:
-        from modelopt.onnx.quantization import quantize as modelopt_quantize
-    except ImportError:
+        found = importlib.util.find_spec("modelopt.onnx.quantization") is not None
+    except ImportError:  # "modelopt" itself missing
+        found = False
+    if not found:
         raise QuantizeError("NVIDIA ModelOpt is not installed (pip install 'nvidia-modelopt[onnx]'); "
-                            "the default onnxruntime backend needs nothing extra") from None
+                            "the default onnxruntime backend needs nothing extra")
     if target != "tensorrt":
         raise QuantizeError("the modelopt backend places Q/DQ for TensorRT; use --target tensorrt")
     if method == "percentile":
         raise QuantizeError("modelopt calibrates with entropy or max; use --method entropy or minmax")
     if target_psnr is not None:
         raise QuantizeError("--target-psnr runs on the onnxruntime backend; drop --backend modelopt")
+
+
+def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target, target_psnr,
+                       validation_frames, islands, excluded, seconds, start, say) -> QuantizeReport:
+    """NVIDIA ModelOpt's ONNX PTQ (TensorRT placement rules), optional: only when it is installed."""
+    import onnx
+    from modelopt.onnx.quantization import quantize as modelopt_quantize
+
+    from .calibration import heldout_frames
+    from .onnx_export import ExportError, save_onnx_atomic
+    from .sensitivity import psnr_db, quantized_convs
+
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nedr-modelopt-") as tmp:
         out = Path(tmp) / "int8.onnx"

@@ -18,8 +18,8 @@ from torch import nn
 from .network import MIN_SIZE, PAD_MULTIPLE, NeDR
 from .physics import box_mean
 
-DEFAULT_RADIUS = 4
-DEFAULT_EPS = 1e-4
+DEFAULT_RADIUS = 2
+DEFAULT_EPS = 1e-5
 
 
 def fit_affine(small_in: torch.Tensor, small_out: torch.Tensor, radius: int = DEFAULT_RADIUS,

@@ -20,7 +20,7 @@ _STAGE_ERRORS = {
     "nedr.model.checkpoint": "CheckpointError",
     "nedr.model.imageio": "DataError",
     "nedr.model.samples": "SampleError",
-    "nedr.export.onnx_export": "ExportError",
+    "nedr.runtime.errors": "RunError",
 }
 
 

@@ -321,6 +321,10 @@ class TorchBackend(Backend):
         self.provides_transmission = True
 
     def _activate(self) -> None:
+        if isinstance(self.model_source, (str, os.PathLike)) and Path(self.model_source).suffix.lower() in (
+                *ONNX_SUFFIXES, *ENGINE_SUFFIXES):
+            raise BackendError(f"the torch backend takes a checkpoint (.pth/.safetensors), not {Path(self.model_source).name}; "
+                               "use --backend onnxruntime for .onnx, tensorrt for an engine")
         try:
             import torch
         except ImportError:
@@ -334,7 +338,9 @@ class TorchBackend(Backend):
             self._previous_threads = torch.get_num_threads()
             torch.set_num_threads(int(self.threads))
         if isinstance(self.model_source, NeDR):
-            net = self.model_source
+            import copy
+
+            net = copy.deepcopy(self.model_source)  # moving/halving must not change the caller's model
         else:
             net = load_checkpoint(self.model_source, atmosphere=self.atmosphere, guided_filter=self.guided_filter)
         cuda = self.device.type == "cuda"
@@ -360,8 +366,12 @@ class TorchBackend(Backend):
         torch = self._torch
         with torch.inference_mode():
             x = torch.from_numpy(batch)
-            if self.device.type == "cuda":
-                x = x.pin_memory().to(self.device, non_blocking=True)
+            if self.device.type == "cuda":  # staged through a reused pinned buffer: an async copy, no re-pinning
+                pinned = getattr(self, "_pinned", None)
+                if pinned is None or pinned.shape != x.shape:
+                    pinned = self._pinned = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+                pinned.copy_(x)
+                x = pinned.to(self.device, non_blocking=True)
             x = x.to(self._dtype)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -403,6 +413,8 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, model=None, threads: int | None = None, providers: list[str] | None = None,
                  device_id: int = 0, checkpoint: str | None = None) -> None:
         super().__init__()
+        if model and Path(model).suffix.lower() in CHECKPOINT_SUFFIXES:  # a checkpoint: export it once, cached
+            model, checkpoint = None, checkpoint or model
         self.model_path = Path(model) if model else None
         self.checkpoint = checkpoint
         self.threads = threads

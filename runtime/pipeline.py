@@ -20,6 +20,7 @@ finalised and renamed), and the summary says how it ended.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import signal
 import sys
@@ -33,11 +34,12 @@ import numpy as np
 
 from .backends import Backend, Output
 from .errors import BackendError
-from .fast import DEFAULT_EPS, DEFAULT_RADIUS, downscale, guided_upsample, infer_size_for
-from .frames import from_batch, pad_hwc, padded_hw, to_batch, to_float, to_uint8
+from .fast import (DEFAULT_EPS, DEFAULT_RADIUS, apply_affine_u8, downscale, fit_affine_planes, infer_size_for,
+                   planes_to_u8)
+from .frames import pad_hwc, padded_hw
 from .sinks import StopRun
 from .sources import Frame, Source
-from .temporal import Stabilizer
+from .temporal import Stabilizer, recover_planes
 
 STAGES = ("read", "prepare", "infer", "finish", "write", "latency")
 
@@ -56,22 +58,36 @@ class RunConfig:
     fast_eps: float = DEFAULT_EPS
     fast_method: str = "guided"                # "guided" (local affine) or "bilinear" (plain resize, for comparison)
     atmosphere_mode: str = "dark_channel"      # numpy A fallback when the backend gives neither A nor t
+    finish_threads: int | None = None          # frames rendered at once after inference (None: by CPU count)
 
 
 @dataclass
 class Work:
     frame: Frame
-    full: np.ndarray | None       # H×W×3 float input (fast mode only)
-    small: np.ndarray             # the network's input before padding (H'×W'×3 float)
-    batch: np.ndarray             # 1×3×Hp×Wp
+    full8: np.ndarray | None      # fast mode: the full-resolution uint8 frame the coefficients apply to
+    hw: tuple[int, int]           # the network's input size before padding
+    batch: np.ndarray             # 1×3×Hp×Wp float32, padded
     cut: bool
     output: Output | None = None
+    atmosphere: np.ndarray | None = None  # the smoothed A, once settled
+
+    @property
+    def small(self) -> np.ndarray:
+        """The network's unpadded input, 3×h×w (a view of the batch)."""
+        h, w = self.hw
+        return self.batch[0, :, :h, :w]
 
 
 class FrameProcessor:
-    """The per-frame math: `prepare(frame)` → Work with the padded batch; `finish(work)` → uint8 RGB
-    at the frame's own size. `prepare` and `finish` each keep state (scene cuts, smoothed A) and
-    must each be called in frame order."""
+    """The per-frame math, on channel planes (the backend's layout, so no transposes):
+
+    * `prepare(frame)` → Work: fast-mode downscale (uint8, area), pad, float batch, scene-cut check;
+    * `settle(work)`: the smoothed A for this frame (stateful: call in frame order);
+    * `render(work)` → uint8 RGB at the frame's own size: J re-solved with the smoothed A, then
+      fast-mode guided upsampling. Stateless, so several frames can render at once.
+
+    `prepare` and `settle` each keep state (scene cuts, smoothed A) and must be called in frame order.
+    """
 
     def __init__(self, backend: Backend, config: RunConfig | None = None) -> None:
         self.backend = backend
@@ -95,31 +111,53 @@ class FrameProcessor:
         return target
 
     def prepare(self, frame: Frame) -> Work:
-        h, w = frame.image.shape[:2]
+        img = frame.image
+        h, w = img.shape[:2]
         resized = self.last_size is not None and (h, w) != self.last_size
         self.size_changes += int(resized)
         self.last_size = (h, w)
-        x = to_float(frame.image)
         size = infer_size_for((h, w), self.config.infer_size, self.config.scale)
-        small = downscale(x, size) if size else x
-        target = self.target_hw(*small.shape[:2])
+        small = downscale(img, size) if size else img
+        sh, sw = small.shape[:2]
+        target = self.target_hw(sh, sw)
         self.network_hw = target
-        cut = self.stabilizer.detector(frame.image) or resized
-        return Work(frame, x if size else None, small, to_batch(pad_hwc(small, target)), cut)
+        padded = pad_hwc(small, target)
+        batch = np.empty((1, 3, *target), np.float32)
+        for c, plane in enumerate(cv2.split(padded)):
+            np.multiply(plane, np.float32(1.0 / 255.0), out=batch[0, c])
+        cut = self.stabilizer.detector(img) or resized
+        return Work(frame, img if size else None, (sh, sw), batch, cut)
+
+    def _t(self, work: Work) -> np.ndarray | None:
+        t = work.output.transmission
+        h, w = work.hw
+        return None if t is None else t[0, 0, :h, :w]
+
+    def settle(self, work: Work) -> None:
+        out = work.output
+        h, w = work.hw
+        a = out.atmosphere[0] if out.atmosphere is not None else None
+        work.atmosphere = self.stabilizer.smoothed(work.small, out.clean[0, :, :h, :w], self._t(work), a, work.cut)
+
+    def render(self, work: Work) -> np.ndarray:
+        h, w = work.hw
+        if work.atmosphere is not None:
+            planes = recover_planes(work.small, self._t(work), work.atmosphere)
+            for p in planes:
+                np.clip(p, 0.0, 1.0, out=p)
+        else:
+            planes = list(work.output.clean[0, :, :h, :w])
+        if work.full8 is None:
+            return planes_to_u8(planes)
+        fh, fw = work.full8.shape[:2]
+        if self.config.fast_method == "bilinear":
+            return cv2.resize(planes_to_u8(planes), (fw, fh), interpolation=cv2.INTER_LINEAR)
+        a, b = fit_affine_planes(work.small, planes, self.config.fast_radius, self.config.fast_eps)
+        return apply_affine_u8(work.full8, a, b)
 
     def finish(self, work: Work) -> np.ndarray:
-        out = work.output
-        h, w = work.small.shape[:2]
-        j = from_batch(out.clean)[:h, :w]
-        t = from_batch(out.transmission)[:h, :w] if out.transmission is not None else None
-        a = out.atmosphere[0] if out.atmosphere is not None else None
-        j, _ = self.stabilizer.apply(work.small, j, t, a, work.cut)
-        if work.full is not None:
-            if self.config.fast_method == "bilinear":
-                j = cv2.resize(j, (work.full.shape[1], work.full.shape[0]), interpolation=cv2.INTER_LINEAR)
-            else:
-                j = guided_upsample(work.full, work.small, j, self.config.fast_radius, self.config.fast_eps)
-        return to_uint8(j)
+        self.settle(work)
+        return self.render(work)
 
     def __call__(self, frame: Frame) -> np.ndarray:
         """One frame, synchronously (no threads)."""
@@ -204,6 +242,8 @@ class Pipeline:
         self._bar = None
         self._t0: float | None = None
         self._t_end: float | None = None
+        cpus = os.cpu_count() or 1
+        self.finish_threads = max(1, self.config.finish_threads or min(4, cpus // 4))
 
     # ------------------------------------------------------------------ threads
     def _put(self, q: queue.Queue, item, force: bool = False) -> bool:
@@ -240,6 +280,14 @@ class Pipeline:
             self._put(self._q_in, _Failure(exc), force=True)
 
     def _writer_loop(self) -> None:
+        """Finish frames in order: settle A (sequential), render (on `finish_threads` workers when
+        more than one, results still taken in frame order), then the sinks."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        workers = self.finish_threads
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="nedr-finish") if workers > 1 else None
+        pending: deque = deque()
         try:
             while True:
                 item = self._q_out.get()
@@ -247,28 +295,49 @@ class Pipeline:
                     break
                 work: Work = item
                 t0 = time.perf_counter()
-                image = self.processor.finish(work)
-                t1 = time.perf_counter()
-                self.times.add("finish", t1 - t0)
-                for sink in self.thread_sinks:
-                    sink(work.frame.image, image, work.frame.index)
-                now = time.perf_counter()
-                self.times.add("write", now - t1)
-                self.times.add("latency", now - work.frame.timestamp)
-                if self.main_sinks:
-                    with self._display_lock:
-                        self._display = (work.frame.image, image, work.frame.index)
-                if self.on_frame:
-                    self.on_frame(work.frame.index, image)
-                self.completed += 1
-                self._t_end = now
-                self._tick()
+                self.processor.settle(work)
+                if pool is None:
+                    image = self.processor.render(work)
+                    self.times.add("finish", time.perf_counter() - t0)
+                    self._emit(work, image)
+                    continue
+                pending.append((work, pool.submit(self._timed_render, work, t0)))
+                while pending and (pending[0][1].done() or len(pending) > workers):
+                    done, future = pending.popleft()
+                    self._emit(done, future.result())
+            while pending:
+                done, future = pending.popleft()
+                self._emit(done, future.result())
         except BaseException as exc:  # noqa: BLE001
             self._failure = exc
             self._stop.set()
             with contextlib.suppress(queue.Empty):  # unblock a main thread waiting to put
                 while True:
                     self._q_out.get_nowait()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _timed_render(self, work: Work, t0: float) -> np.ndarray:
+        image = self.processor.render(work)
+        self.times.add("finish", time.perf_counter() - t0)
+        return image
+
+    def _emit(self, work: Work, image: np.ndarray) -> None:
+        t1 = time.perf_counter()
+        for sink in self.thread_sinks:
+            sink(work.frame.image, image, work.frame.index)
+        now = time.perf_counter()
+        self.times.add("write", now - t1)
+        self.times.add("latency", now - work.frame.timestamp)
+        if self.main_sinks:
+            with self._display_lock:
+                self._display = (work.frame.image, image, work.frame.index)
+        if self.on_frame:
+            self.on_frame(work.frame.index, image)
+        self.completed += 1
+        self._t_end = now
+        self._tick()
 
     def _tick(self) -> None:
         bar = self._bar

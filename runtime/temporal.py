@@ -150,6 +150,21 @@ class Stabilizer:
         solved = atmosphere_from_outputs(hazy, clean, t) if t is not None else None
         return solved if solved is not None else estimate_atmosphere(hazy, self.atmosphere_mode)
 
+    def smoothed(self, hazy: np.ndarray, clean: np.ndarray, t: np.ndarray | None, a: np.ndarray | None,
+                 cut: bool) -> np.ndarray | None:
+        """The smoothed A for this frame from 3×H×W hazy/clean planes and H×W t (the pipeline's
+        layout), or None when stabilisation is off or impossible (no t)."""
+        if not self.enabled:
+            return None
+        if t is None:
+            self.unavailable = "the model has no transmission output (export it with the transmission output)"
+            return None
+        if a is None:
+            a = atmosphere_from_planes(hazy, clean, t)
+        if a is None:
+            a = estimate_atmosphere(np.ascontiguousarray(np.moveaxis(hazy, 0, -1)), self.atmosphere_mode)
+        return self.smoother.update(a, cut)
+
     def apply(self, hazy: np.ndarray, clean: np.ndarray, t: np.ndarray | None, a: np.ndarray | None,
               cut: bool) -> tuple[np.ndarray, np.ndarray | None]:
         """(J to use, smoothed A or None). `hazy`/`clean`/`t` are the network-size crops."""
@@ -161,3 +176,31 @@ class Stabilizer:
         a_frame = self.frame_atmosphere(hazy, clean, t, a)
         a_smooth = self.smoother.update(a_frame, cut)
         return recover(hazy, t, a_smooth), a_smooth
+
+
+# --------------------------------------------------------------------------- planar (pipeline) versions
+
+def recover_planes(hazy: np.ndarray, t: np.ndarray, a: np.ndarray) -> list[np.ndarray]:
+    """`recover` on 3×H×W input (a view is fine) and H×W t: three unclipped float32 planes."""
+    inv_t = 1.0 / np.maximum(t, np.float32(T_MIN))
+    planes = []
+    for c in range(3):
+        j = np.subtract(hazy[c], np.float32(a[c]), dtype=np.float32)
+        j *= inv_t
+        j += np.float32(a[c])
+        planes.append(j)
+    return planes
+
+
+def atmosphere_from_planes(hazy: np.ndarray, clean: np.ndarray, t: np.ndarray, step: int = 4,
+                           min_pixels: int = 64) -> np.ndarray | None:
+    """`atmosphere_from_outputs` on 3×H×W arrays, on every `step`-th pixel in each direction (the
+    median needs thousands of pixels, not millions)."""
+    i = hazy[:, ::step, ::step].reshape(3, -1)
+    j = clean[:, ::step, ::step].reshape(3, -1)
+    tt = t[::step, ::step].reshape(-1)
+    ok = (tt < 0.9) & np.all((j > 1e-3) & (j < 1 - 1e-3), axis=0)
+    if int(ok.sum()) < min_pixels:
+        return None
+    tv = tt[ok]
+    return np.median((i[:, ok] - j[:, ok] * tv) / (1.0 - tv), axis=1).astype(np.float32)

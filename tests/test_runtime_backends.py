@@ -210,3 +210,37 @@ def test_cuda_buffers_round_trip():
         assert np.array_equal(dst.view(data.shape), data)
         with pytest.raises(ValueError):
             src.view((2000,))
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replays_captured_copies():
+    """CudaGraph: a pinned→device→pinned copy chain captured once, replayed on new host data."""
+    from nedr.runtime import cuda_buffers as cb
+
+    try:
+        cb.load_cudart()
+        if cb.device_count() < 1:
+            pytest.skip("no CUDA GPU visible")
+    except BackendError as exc:
+        pytest.skip(str(exc))
+    n = 4096
+    with cb.Stream() as stream, cb.PinnedBuffer(4 * n) as src, cb.PinnedBuffer(4 * n) as dst, \
+            cb.DeviceBuffer(4 * n) as dev:
+        src.view((n,))[:] = 1.0
+        graph = cb.CudaGraph(stream, lambda: (dev.copy_from_host_async(src, stream), dev.copy_to_host_async(dst, stream)))
+        try:
+            for value in (2.0, 3.0):
+                src.view((n,))[:] = value
+                graph.launch(stream)
+                stream.synchronize()
+                assert np.all(dst.view((n,)) == value)
+        finally:
+            graph.close()
+
+
+def test_model_file_kinds_are_checked(tmp_path):
+    onnx_file = tiny_onnx(tmp_path / "m.onnx")
+    with pytest.raises(BackendError, match="takes a checkpoint"):
+        create_backend("torch", onnx_file).activate()
+    ort = create_backend("onnxruntime", tmp_path / "weights.safetensors")
+    assert ort.model_path is None and str(ort.checkpoint).endswith("weights.safetensors")  # exported on activate

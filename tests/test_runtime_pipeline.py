@@ -217,3 +217,15 @@ def test_stabilisation_needs_transmission(clip):
 def test_summary_is_json_serialisable(clip):
     summary = Pipeline(open_source(str(clip)), FakeBackend(), [NullSink()], RunConfig(max_frames=2, **QUIET)).run()
     json.dumps(summary)
+
+
+def test_parallel_finish_keeps_order_and_output(clip):
+    """Rendering on several threads gives the same frames, in the same order, as one thread."""
+    results = {}
+    for threads in (1, 3):
+        got = []
+        Pipeline(open_source(str(clip)), FakeBackend(), [lambda h, d, i: got.append((i, d.copy()))],
+                 RunConfig(scale=0.5, finish_threads=threads, **QUIET)).run()
+        results[threads] = got
+    assert [i for i, _ in results[3]] == list(range(15))
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(results[1], results[3]))

@@ -1,4 +1,4 @@
 """CLI subcommands; each module has `HELP`, `configure(parser)` (which sets the handler) and `run(args)`."""
-from . import build, dehaze, evaluate, export, inspect, train
+from . import build, dehaze, evaluate, export, inspect, quantize, run, train
 
-COMMANDS = {"dehaze": dehaze, "train": train, "eval": evaluate, "export": export, "build": build, "inspect": inspect}
+COMMANDS = {"dehaze": dehaze, "train": train, "eval": evaluate, "export": export, "quantize": quantize, "build": build, "run": run, "inspect": inspect}

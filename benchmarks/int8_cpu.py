@@ -1,0 +1,144 @@
+"""ONNX Runtime on the CPU: INT8 (`nedr quantize --target cpu`) against FP32, and what it costs in PSNR.
+
+    python -m nedr.benchmarks.int8_cpu [--onnx nedr.onnx] [--size 480x640] [--runs 5] [--threads 2]
+                                        [--out benchmarks/results/cpu/int8_vs_fp32.json]
+
+Both sessions run in one process with the same thread settings (intra_op_num_threads = threads,
+inter_op 1, sequential), interleaved call by call (FP32, INT8, FP32, INT8, ...), so noise from
+other work on a shared machine lands on both alike. PSNR: INT8 against FP32 on held-out frames at
+the same size (the quantizer's own report), plus the timed frame. The goal set for this step:
+INT8 >= 2x faster at >= 38 dB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+GOAL_SPEEDUP = 2.0
+GOAL_PSNR_DB = 38.0
+DEFAULT_OUT = Path("benchmarks/results/cpu/int8_vs_fp32.json")
+
+
+def cpu_info() -> dict:
+    info = {"machine": platform.machine(), "cores": os.cpu_count(), "model": platform.processor() or "unknown"}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            info["model"] = line.split(":", 1)[1].strip()
+            break
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    info["int8_flags"] = sorted(f for f in flags if f in ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
+                                                          "amx_int8", "fma"))
+    info["vnni"] = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
+    return info
+
+
+def versions() -> dict:
+    import cv2
+    import onnx
+    import onnxruntime
+
+    from nedr import __version__
+
+    return {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
+            "numpy": np.__version__, "opencv": cv2.__version__, "nedr": __version__}
+
+
+def interleaved_latency(paths: dict[str, Path], frame: np.ndarray, threads: int, runs: int, warmup: int = 1) -> dict:
+    """Median/min/max ms per session, timed round-robin on the same frame."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    sessions = {k: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    outputs = {}
+    for _ in range(warmup):
+        for k, s in sessions.items():
+            outputs[k] = s.run(None, {"hazy": frame})[0]
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(runs):
+        for k, s in sessions.items():
+            start = time.perf_counter()
+            s.run(None, {"hazy": frame})
+            times[k].append(1000 * (time.perf_counter() - start))
+    return {"ms": {k: {"median": float(np.median(v)), "min": float(min(v)), "max": float(max(v)), "runs": v}
+                   for k, v in times.items()}, "outputs": outputs}
+
+
+def main(argv=None) -> int:
+    from nedr.export.calibration import heldout_frames
+    from nedr.export.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, parse_size, quantize
+    from nedr.export.sensitivity import psnr_db
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--onnx", help="FP32 export (default: export the bundled demo weights)")
+    parser.add_argument("--work", default="nedr-output/int8-bench", help="folder for the exported/quantized files")
+    parser.add_argument("--size", type=parse_size, default=(480, 640))
+    parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="calibration frames")
+    parser.add_argument("--method", default=DEFAULT_METHOD)
+    parser.add_argument("--target-psnr", type=float, default=None)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    load_at_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if args.onnx:
+        fp32 = Path(args.onnx)
+    else:
+        from nedr.export import export_onnx
+        from nedr.model import load_checkpoint
+
+        fp32 = work / "nedr.onnx"
+        if not fp32.is_file():
+            export_onnx(load_checkpoint(), fp32)
+    int8 = work / f"nedr.int8.cpu.{args.size[0]}x{args.size[1]}.onnx"
+    report = quantize(fp32, int8, frames=args.frames, method=args.method, size=args.size, target="cpu",
+                      target_psnr=args.target_psnr, log=print)
+    print(report.summary())
+
+    frame = heldout_frames(args.size, 1)[0]
+    timing = interleaved_latency({"fp32": fp32, "int8": int8}, frame, args.threads, args.runs)
+    fp32_ms, int8_ms = timing["ms"]["fp32"]["median"], timing["ms"]["int8"]["median"]
+    frame_psnr, _ = psnr_db([timing["outputs"]["int8"]], [timing["outputs"]["fp32"]])
+    speedup = fp32_ms / int8_ms
+    result = {
+        "what": "ONNX Runtime CPU: INT8 Q/DQ (nedr quantize --target cpu) vs FP32, same process, same threads, interleaved",
+        "machine": {"cpu": cpu_info(), "threads": args.threads, "inter_op_threads": 1,
+                    "load_avg_at_start": load_at_start},
+        "versions": versions(),
+        "size": list(args.size),
+        "fp32_ms": timing["ms"]["fp32"], "int8_ms": timing["ms"]["int8"],
+        "speedup": speedup,
+        "psnr_db_heldout": report.psnr_db, "psnr_db_heldout_worst": report.psnr_min_db,
+        "psnr_db_timed_frame": frame_psnr,
+        "goal": {"speedup": GOAL_SPEEDUP, "psnr_db": GOAL_PSNR_DB,
+                 "met": bool(speedup >= GOAL_SPEEDUP and report.psnr_db >= GOAL_PSNR_DB)},
+        "quantize": report.as_dict(),
+        "note": "2 shared CPU cores with other jobs running: absolute times are noisy, the ratio is measured "
+                "back to back",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".partial")
+    tmp.write_text(json.dumps(result, indent=1, default=str))
+    os.replace(tmp, args.out)
+    print(f"{args.size[0]}x{args.size[1]}, {args.threads} threads: FP32 {fp32_ms:.0f} ms, INT8 {int8_ms:.0f} ms "
+          f"(x{speedup:.2f}), PSNR {report.psnr_db:.2f} dB held-out (goal x{GOAL_SPEEDUP:g} at {GOAL_PSNR_DB:g} dB: "
+          f"{'met' if result['goal']['met'] else 'NOT met'}); wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
