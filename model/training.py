@@ -178,7 +178,9 @@ class Trainer:
         with torch.no_grad():
             for i in range(min(self.cfg.val_count, len(self.val_data))):
                 item = self.val_data[i]
-                j = self.model.predict(item["hazy"][None].to(self.device), guided=False).clean[0].float().cpu()
+                hazy = item["hazy"][None].to(self.device)
+                j = self.model.predict(pad_to_contract(hazy), guided=False).clean[0, :, :hazy.shape[-2], :hazy.shape[-1]]
+                j = j.float().cpu()
                 scores_p.append(psnr(j, item["clean"]))
                 a = (j.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
                 b = (item["clean"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

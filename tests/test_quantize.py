@@ -75,6 +75,10 @@ def test_tensorrt_zero_points_are_all_zero_and_qdq_sit_on_convs(trt_int8):
             assert all(c.op_type != "QuantizeLinear" for c in consumers.get(n.output[0], []))
             if len(n.input) > 2:
                 assert n.input[2] in inits and inits[n.input[2]].data_type == TensorProto.FLOAT
+    # the stem (first conv, on raw RGB) stays float by default
+    stem = {n.name: n for n in model.graph.node}[report.stem_layers[0]]
+    assert report.stem_layers and stem.input[0] == "hazy" and stem.input[1] in inits
+    assert inits[stem.input[1]].data_type == TensorProto.FLOAT
     # the FP32 islands stay float: the KAN basis grouped convs have no Q/DQ, the tail has none
     assert report.island_nodes["kan_basis"] > 0 and report.float_convs >= 8
     assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and "AveragePool" in n.input[0]

@@ -39,7 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("entropy", "minmax", "percentile"), default=DEFAULT_METHOD,
                         help=f"activation range estimate (default: {DEFAULT_METHOD})")
     parser.add_argument("--size", type=_size, default=DEFAULT_SIZE, metavar="HxW",
-                        help=f"deployment frame size, multiples of 32, >= 128 (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+                        help="deployment frame size, multiples of 32, >= 128 "
+                             f"(default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
     parser.add_argument("--target", choices=("tensorrt", "cpu"), default="tensorrt",
                         help="tensorrt: symmetric int8 activations and weights (zero points 0); cpu: uint8 "
                              "activations + int8 weights for ONNX Runtime (default: tensorrt)")
@@ -47,6 +48,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="leave the most sensitive convolutions in float until INT8 vs FP32 reaches DB")
     parser.add_argument("--validation-frames", type=int, default=DEFAULT_VALIDATION_FRAMES,
                         help=f"held-out frames for the PSNR report (default: {DEFAULT_VALIDATION_FRAMES})")
+    parser.add_argument("--int8-stem", action="store_true",
+                        help="quantize the first convolution too (default: kept float; it is cheap and the most "
+                             "sensitive layer)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write OUT.calib.json")
     parser.add_argument("--backend", choices=("onnxruntime", "modelopt"), default="onnxruntime",
                         help="quantizer: onnxruntime (default) or NVIDIA ModelOpt when installed (tensorrt only)")
@@ -63,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--validation-frames must be at least 1, got {args.validation_frames}")
     report = quantize(args.model, args.output, calib=args.calib, frames=args.frames, method=args.method,
                       size=args.size, target=args.target, target_psnr=args.target_psnr,
-                      validation_frames=args.validation_frames, cache=not args.no_cache, backend=args.backend,
-                      log=lambda msg: print(msg, file=sys.stderr))
+                      validation_frames=args.validation_frames, float_stem=not args.int8_stem,
+                      cache=not args.no_cache, backend=args.backend, log=lambda msg: print(msg, file=sys.stderr))
     print(report.summary())
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=1, default=str))

@@ -50,7 +50,8 @@ def build_datasets(args: argparse.Namespace, crop: int, seed: int):
             raise UserError("unpaired folders need --preset paper (or pass --paired)")
         return UnpairedFolders(FolderImages(args.hazy, crop, seed, 10**9), FolderImages(args.clean, crop, seed + 1, 10**9)), None
     train = load_bank(args.bank) if args.bank else training_samples()
-    return SyntheticHaze(train, crop, seed), SyntheticHaze(heldout_samples(), 256, seed=777, scale=(1.0, 1.0))
+    val = SyntheticHaze(heldout_samples(), 256, seed=777, scale=(1.0, 1.0)) if args.val_every > 0 else None
+    return SyntheticHaze(train, crop, seed), val
 
 
 def run(args: argparse.Namespace) -> int:
