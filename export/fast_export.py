@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-import onnx
 import torch
 
 from nedr.model.fast import DEFAULT_EPS, DEFAULT_RADIUS, FastNeDR
@@ -22,7 +21,7 @@ from nedr.model.network import NeDR
 
 from .onnx_export import (DEFAULT_OPSET, META_PREFIX, SUPPORTED_OPSETS, ExportError, _check_destination,
                           _check_size, _trace, fold_constants, input_contract, output_names, save_onnx_atomic,
-                          weights_sha256)
+                          stamp)
 from .ops import check_ops
 
 FAST_META = "fast"
@@ -52,30 +51,12 @@ def export_fast_onnx(model: NeDR, path: str | Path, infer_hw: tuple[int, int], *
     if problems:
         raise ExportError(f"exported fast-mode graph is not TensorRT-clean: {problems[0]}"
                           + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
-    from nedr import __version__
-
     contract = input_contract()
     contract.update(pad_multiple=1, min_size=16, padding="none: any H×W, resized to the network size inside the graph")
-    options = {"atmosphere": net.atmosphere, "guided_filter": bool(net.guided_filter),
-               "with_transmission": with_transmission, "opset": opset, "dynamic_axes": True, "static_size": None,
-               "exporter": f"torch.onnx TorchScript (dynamo=False), torch {torch.__version__}; onnxscript folding",
-               "precision": "fp32"}
-    extra = dict(metadata or {})
-    props = {
-        f"{META_PREFIX}version": __version__,
-        f"{META_PREFIX}checkpoint_sha256": str(extra.pop("checkpoint_sha256", "")),
-        f"{META_PREFIX}weights_sha256": weights_sha256(net),
-        f"{META_PREFIX}options": json.dumps(options),
-        f"{META_PREFIX}input": json.dumps(contract),
-        f"{META_PREFIX}{FAST_META}": json.dumps({"infer_hw": [h, w], "radius": radius, "eps": eps}),
-    }
-    for key, value in extra.items():
-        props[key if key.startswith(META_PREFIX) else META_PREFIX + key] = (
-            json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value))
-    onnx.helper.set_model_props(graph, props)
-    graph.producer_name, graph.producer_version = "nedr", __version__
-    graph.doc_string = (f"NeDR fast mode: hazy N×3×H×W RGB [0,1] (any H, W) → clean at H×W; network at {h}×{w}, "
-                        "guided local-affine upsampling")
+    stamp(graph, net, {"dynamic_axes": True, "static_size": None}, with_transmission, opset, contract, metadata,
+          doc=(f"NeDR fast mode: hazy N×3×H×W RGB [0,1] (any H, W) → clean at H×W; network at {h}×{w}, "
+               "guided local-affine upsampling"),
+          extra_props={f"{META_PREFIX}{FAST_META}": json.dumps({"infer_hw": [h, w], "radius": radius, "eps": eps})})
     return save_onnx_atomic(graph, path)
 
 

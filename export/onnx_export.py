@@ -160,6 +160,32 @@ def _trace(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, 
     return onnx.load_model_from_string(buffer.getvalue())
 
 
+def stamp(graph: onnx.ModelProto, net: NeDR, options: Mapping[str, Any], with_transmission: bool, opset: int,
+          contract: Mapping[str, Any], metadata: Mapping[str, Any] | None, doc: str,
+          extra_props: Mapping[str, str] | None = None) -> None:
+    """Write the metadata props every nedr ONNX carries, so a runtime can check what it was given."""
+    from nedr import __version__
+
+    full = {"atmosphere": net.atmosphere, "guided_filter": bool(net.guided_filter),
+            "with_transmission": with_transmission, "opset": opset, **options,
+            "exporter": f"torch.onnx TorchScript (dynamo=False), torch {torch.__version__}; onnxscript folding",
+            "precision": "fp32"}
+    extra = dict(metadata or {})
+    props = {
+        f"{META_PREFIX}version": __version__,
+        f"{META_PREFIX}checkpoint_sha256": str(extra.pop("checkpoint_sha256", "")),
+        f"{META_PREFIX}weights_sha256": weights_sha256(net),
+        f"{META_PREFIX}options": json.dumps(full),
+        f"{META_PREFIX}input": json.dumps(contract),
+        **(extra_props or {}),
+    }
+    for key, value in extra.items():
+        props[key if key.startswith(META_PREFIX) else META_PREFIX + key] = encode_value(value)
+    onnx.helper.set_model_props(graph, props)
+    graph.producer_name, graph.producer_version = "nedr", __version__
+    graph.doc_string = doc
+
+
 def export_onnx(model: NeDR, path: str | Path, *, opset: int = DEFAULT_OPSET,
                 static_size: tuple[int, int] | None = None, with_transmission: bool = False,
                 metadata: Mapping[str, Any] | None = None) -> Path:
@@ -192,26 +218,9 @@ def export_onnx(model: NeDR, path: str | Path, *, opset: int = DEFAULT_OPSET,
         raise ExportError(f"exported graph is not TensorRT-clean: {problems[0]}"
                           + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
 
-    from nedr import __version__
-
-    options = {"atmosphere": net.atmosphere, "guided_filter": bool(net.guided_filter),
-               "with_transmission": with_transmission, "opset": opset,
-               "dynamic_axes": static_size is None, "static_size": list(size) if static_size else None,
-               "exporter": f"torch.onnx TorchScript (dynamo=False), torch {torch.__version__}; onnxscript folding",
-               "precision": "fp32"}
-    extra = dict(metadata or {})
-    props = {
-        f"{META_PREFIX}version": __version__,
-        f"{META_PREFIX}checkpoint_sha256": str(extra.pop("checkpoint_sha256", "")),
-        f"{META_PREFIX}weights_sha256": weights_sha256(net),
-        f"{META_PREFIX}options": json.dumps(options),
-        f"{META_PREFIX}input": json.dumps(input_contract()),
-    }
-    for key, value in extra.items():
-        props[key if key.startswith(META_PREFIX) else META_PREFIX + key] = encode_value(value)
-    onnx.helper.set_model_props(graph, props)
-    graph.producer_name, graph.producer_version = "nedr", __version__
-    graph.doc_string = "NeDR dehazer: hazy N×3×H×W RGB [0,1] → clean (same layout); see metadata nedr.input"
+    options = {"dynamic_axes": static_size is None, "static_size": list(size) if static_size else None}
+    stamp(graph, net, options, with_transmission, opset, input_contract(), metadata,
+          doc="NeDR dehazer: hazy N×3×H×W RGB [0,1] → clean (same layout); see metadata nedr.input")
     return save_onnx_atomic(graph, path)
 
 

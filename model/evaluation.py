@@ -195,5 +195,5 @@ def model_dehazer(model) -> Dehazer:
     return run
 
 
-__all__ = ["DataError", "IMAGE_EXTENSIONS", "list_images", "read_image", "match_pairs", "pair_images",
+__all__ = ["DataError", "list_images", "read_image", "match_pairs", "pair_images",
            "find_pair_dirs", "check_pair", "load_pairs", "synthetic_heldout", "evaluate", "hazy_input", "model_dehazer"]

@@ -5,7 +5,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .backbone import EfficientNetLite3Trunk

@@ -149,31 +149,10 @@ def tiny_onnx(path: Path) -> Path:
 
 
 def run_cli(argv: list[str]) -> int:
-    """`nedr run ARGV` through nedr.cli.main once `run` is registered, else the same error handling
-    around nedr.commands.run directly."""
-    import argparse
-    import sys
+    """`nedr run ARGV` through the real CLI entry point (exit code as the shell would see it)."""
+    from nedr.cli import main
 
-    from nedr.commands import COMMANDS
-
-    if "run" in COMMANDS:
-        from nedr.cli import main
-
-        return main(["run", *argv])
-    from nedr.commands import run as run_cmd
-    from nedr.errors import UserError, expected_errors
-
-    parser = argparse.ArgumentParser(prog="nedr")
-    run_cmd.configure(parser)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except expected_errors() as exc:
-        print(f"nedr: error: {UserError.describe(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("nedr: interrupted", file=sys.stderr)
-        return 130
+    return main(["run", *argv])
 
 
 class Recorder:

@@ -22,8 +22,10 @@ from nedr.export.quantize import (QuantizeError, SearchStep, _children, parse_si
 
 SIZE = (128, 128)
 FRAMES = 4
-DEFAULT_MIN_PSNR = 30.0
-TARGET_PSNR = 38.0
+DEFAULT_MIN_PSNR = 30.0  # measured 52.5 dB here (128x128, 2 frames); 37.5 dB at 480x640 (4 frames)
+# With every conv INT8 (stem too) these 2 frames give 42.1 dB at 128x128, already above the 38 dB
+# goal at this size; so the search is asked for more, and must find what to keep in float.
+TARGET_PSNR = 45.0
 
 
 @pytest.fixture(scope="session")
@@ -59,20 +61,19 @@ def test_tensorrt_zero_points_are_all_zero_and_qdq_sit_on_convs(trt_int8):
     qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert report.calibrated and report.qdq_nodes == len(qdq) > 100
     zps = zero_points(model)
-    assert zps.size == len(qdq) and not zps.any()
+    assert zps.size >= len(qdq) and not zps.any()  # per-channel weights: one zero point per channel
     for n in qdq:  # every zero point is an int8 constant 0 (symmetric activations and weights)
         assert inits[n.input[2]].data_type == TensorProto.INT8, n.name
     consumers = {}
     for n in model.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    for n in qdq:
+    for n in qdq:  # Q/DQ exist for conv inputs (a residual Add or Pad sharing the tensor reads the same DQ)
         if n.op_type == "DequantizeLinear":
-            assert {c.op_type for c in consumers[n.output[0]]} == {"Conv"}, n.name
+            assert "Conv" in {c.op_type for c in consumers[n.output[0]]}, n.name
     producers = {o: n for n in model.graph.node for o in n.output}
-    for n in model.graph.node:  # no Q/DQ on Conv outputs, bias stays float
+    for n in model.graph.node:  # the bias stays float (TensorRT takes no int32 bias)
         if n.op_type == "Conv" and n.input[0] in producers and producers[n.input[0]].op_type == "DequantizeLinear":
-            assert all(c.op_type != "QuantizeLinear" for c in consumers.get(n.output[0], []))
             if len(n.input) > 2:
                 assert n.input[2] in inits and inits[n.input[2]].data_type == TensorProto.FLOAT
     # the stem (first conv, on raw RGB) stays float by default
@@ -101,6 +102,8 @@ def test_int8_runs_in_onnxruntime_cpu_and_is_close_to_fp32(fp32_onnx, trt_int8):
 
 
 def test_cache_reuse_skips_calibration_and_target_psnr_search(fp32_onnx, trt_int8, monkeypatch, capsys):
+    """With the stem quantized too (42 dB at this size), the search must find what to keep in float
+    for 45 dB; the ranges come from the cache, so the calibrator must not run."""
     def no_calibration(*args, **kwargs):
         raise AssertionError("the calibrator ran although the cache matches")
 
@@ -108,16 +111,16 @@ def test_cache_reuse_skips_calibration_and_target_psnr_search(fp32_onnx, trt_int
     out = fp32_onnx.with_name("nedr.int8.search.onnx")
     _reuse_cache(trt_int8[0], out)
     report = quantize(fp32_onnx, out, calib="synthetic", frames=FRAMES, method="minmax", size=SIZE,
-                      target_psnr=TARGET_PSNR, validation_frames=2, search_frames=2)
+                      float_stem=False, target_psnr=TARGET_PSNR, validation_frames=2, search_frames=2)
     with capsys.disabled():
         print(f"\n{report.summary()}")
-    assert not report.calibrated
+    assert not report.calibrated and not report.stem_layers
     assert report.psnr_db >= TARGET_PSNR, report.summary()
-    assert report.psnr_before_search_db is not None
-    if report.psnr_before_search_db < TARGET_PSNR:
-        assert report.float_layers and report.float_convs > trt_int8[1].float_convs
-    meta = onnx.load(str(out), load_external_data=False).metadata_props
-    assert any(report.float_layers[0] in p.value for p in meta) if report.float_layers else True
+    assert report.psnr_before_search_db is not None and report.psnr_before_search_db < TARGET_PSNR
+    assert report.float_layers and report.float_convs == trt_int8[1].float_convs - 1 + len(report.float_layers)
+    assert "/pretrained/layer1/layer1.0/Conv" in report.float_layers  # the stem, found by measurement
+    props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert json.loads(props["nedr.options"])["int8"]["float_layers"] == report.float_layers
 
 
 def test_cache_misses_when_the_key_changes(trt_int8):
