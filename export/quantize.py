@@ -277,7 +277,45 @@ def quantize_with_ranges(onnx_in: Path, ranges, target: str, nodes_to_exclude: l
             raise QuantizeError(f"onnxruntime quantization failed: {type(exc).__name__}: {first[:200]}") from exc
         finally:
             quant_logger.setLevel(level)
-        return onnx.load_model(str(out))
+        model = onnx.load_model(str(out))
+    float_inputs_for(model, set(nodes_to_exclude))
+    return model
+
+
+def float_inputs_for(model: onnx.ModelProto, names: set[str]) -> int:
+    """Make the nodes `names` read the float tensor instead of a shared Q→DQ round trip.
+
+    `nodes_to_exclude` keeps a node itself float, but when a quantized neighbour quantizes the
+    tensor it reads (the CPU target quantizes Conv outputs, e.g. the depthwise conv feeding a KAN
+    basis), ONNX Runtime points every reader at the DequantizeLinear, so the island would compute on
+    8-bit inputs. Rewires those inputs to the QuantizeLinear's float input and drops Q/DQ nodes
+    left without readers. Returns the number of inputs rewired.
+    """
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    rewired = 0
+    for node in graph.node:
+        if node.name not in names:
+            continue
+        for k, name in enumerate(node.input):
+            dq = producers.get(name)
+            q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear":
+                node.input[k] = q.input[0]
+                rewired += 1
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = {i for n in graph.node for i in n.input} | outputs
+        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+                and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    for init in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(init)
+    return rewired
 
 
 def qdq_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:

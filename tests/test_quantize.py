@@ -276,6 +276,12 @@ def test_cli_cpu_target_uses_uint8_activations(fp32_onnx, trt_int8, tmp_path, ca
     weights = {inits[n.input[0]].data_type for n in model.graph.node
                if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(inits[n.input[0]].dims) == 4}
     assert weights == {TensorProto.INT8}
+    from nedr.export.fp16 import fp32_islands
+
+    islands = {n for names in fp32_islands(onnx.load(str(fp32_onnx))).values() for n in names}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert not [n.name for n in model.graph.node if n.name in islands  # islands read float, not 8-bit
+                and any(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input)]
     assert report["psnr_db"] >= DEFAULT_MIN_PSNR, text  # measured with ONNX Runtime's own CPU kernels
     with pytest.raises(SystemExit):
         parser.parse_args([str(fp32_onnx), "-o", str(out), "--size", "big"])
