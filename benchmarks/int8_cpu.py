@@ -75,6 +75,29 @@ def interleaved_latency(paths: dict[str, Path], frame: np.ndarray, threads: int,
                    for k, v in times.items()}, "outputs": outputs}
 
 
+def op_profile(path: Path, frame: np.ndarray, threads: int) -> dict[str, float]:
+    """Kernel ms per op type for one run (ONNX Runtime's profiler, after one warm-up run)."""
+    import collections
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "prof")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session.run(None, {"hazy": frame})
+        session.run(None, {"hazy": frame})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    kernels = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
+    kernels = kernels[len(kernels) // 2:]  # the second run
+    per_op: dict[str, float] = collections.Counter()
+    for e in kernels:
+        per_op[e["args"]["op_name"]] += e["dur"] / 1000
+    return {k: round(v, 1) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
+
+
 def main(argv=None) -> int:
     from nedr.export.calibration import heldout_frames
     from nedr.export.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, parse_size, quantize
@@ -114,6 +137,7 @@ def main(argv=None) -> int:
     fp32_ms, int8_ms = timing["ms"]["fp32"]["median"], timing["ms"]["int8"]["median"]
     frame_psnr, _ = psnr_db([timing["outputs"]["int8"]], [timing["outputs"]["fp32"]])
     speedup = fp32_ms / int8_ms
+    profiles = {k: op_profile(p, frame, args.threads) for k, p in (("fp32", fp32), ("int8", int8))}
     result = {
         "what": "ONNX Runtime CPU: INT8 Q/DQ (nedr quantize --target cpu) vs FP32, same process, same threads, interleaved",
         "machine": {"cpu": cpu_info(), "threads": args.threads, "inter_op_threads": 1,
@@ -126,6 +150,11 @@ def main(argv=None) -> int:
         "psnr_db_timed_frame": frame_psnr,
         "goal": {"speedup": GOAL_SPEEDUP, "psnr_db": GOAL_PSNR_DB,
                  "met": bool(speedup >= GOAL_SPEEDUP and report.psnr_db >= GOAL_PSNR_DB)},
+        "kernel_ms_by_op_type": profiles,
+        "averagepool_share": {k: round(prof.get("AveragePool", 0.0) / max(sum(prof.values()), 1e-9), 3)
+                              for k, prof in profiles.items()},  # the guided filter's box sums, FP32 in both
+        "conv_speedup": round(profiles["fp32"].get("Conv", 0.0)
+                              / max(profiles["int8"].get("QLinearConv", 0.0) + profiles["int8"].get("Conv", 0.0), 1e-9), 2),
         "quantize": report.as_dict(),
         "note": "2 shared CPU cores with other jobs running: absolute times are noisy, the ratio is measured "
                 "back to back",
@@ -137,6 +166,8 @@ def main(argv=None) -> int:
     print(f"{args.size[0]}x{args.size[1]}, {args.threads} threads: FP32 {fp32_ms:.0f} ms, INT8 {int8_ms:.0f} ms "
           f"(x{speedup:.2f}), PSNR {report.psnr_db:.2f} dB held-out (goal x{GOAL_SPEEDUP:g} at {GOAL_PSNR_DB:g} dB: "
           f"{'met' if result['goal']['met'] else 'NOT met'}); wrote {args.out}")
+    for k, prof in profiles.items():
+        print(f"  {k} kernel ms by op type: " + ", ".join(f"{op} {ms:.0f}" for op, ms in list(prof.items())[:5]))
     return 0
 
 

@@ -278,31 +278,45 @@ def quantize_with_ranges(onnx_in: Path, ranges, target: str, nodes_to_exclude: l
         finally:
             quant_logger.setLevel(level)
         model = onnx.load_model(str(out))
-    float_inputs_for(model, set(nodes_to_exclude))
+    float_inputs_for(model, set(nodes_to_exclude), onnx.load_model(str(onnx_in)))
     return model
 
 
-def float_inputs_for(model: onnx.ModelProto, names: set[str]) -> int:
-    """Make the nodes `names` read the float tensor instead of a shared Q→DQ round trip.
+def float_inputs_for(model: onnx.ModelProto, names: set[str], float_model: onnx.ModelProto) -> int:
+    """Make the nodes `names` read float tensors instead of shared 8-bit ones.
 
-    `nodes_to_exclude` keeps a node itself float, but when a quantized neighbour quantizes the
+    `nodes_to_exclude` keeps a node itself float, but when a quantized neighbour quantizes a
     tensor it reads (the CPU target quantizes Conv outputs, e.g. the depthwise conv feeding a KAN
-    basis), ONNX Runtime points every reader at the DequantizeLinear, so the island would compute on
-    8-bit inputs. Rewires those inputs to the QuantizeLinear's float input and drops Q/DQ nodes
-    left without readers. Returns the number of inputs rewired.
+    basis, and constants shared with quantized ops, e.g. the 2 in the spline's 2 − |u|), ONNX
+    Runtime points every reader at the DequantizeLinear, so the island would compute on 8-bit
+    values. Rewires activations to the QuantizeLinear's float input and constants to their FP32
+    initializer from `float_model`, then drops Q/DQ nodes left without readers. Returns the
+    number of inputs rewired.
     """
     graph = model.graph
     producers = {o: n for n in graph.node for o in n.output}
+    have = {t.name for t in graph.initializer}
+    originals = {t.name: t for t in float_model.graph.initializer}
     rewired = 0
     for node in graph.node:
         if node.name not in names:
             continue
         for k, name in enumerate(node.input):
             dq = producers.get(name)
-            q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producers.get(dq.input[0])
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[k] = q.input[0]
                 rewired += 1
+            elif dq.input[0] in have and dq.input[0].endswith("_quantized"):
+                original = dq.input[0][:-len("_quantized")]
+                if original in originals:
+                    if original not in have:
+                        graph.initializer.append(originals[original])
+                        have.add(original)
+                    node.input[k] = original
+                    rewired += 1
     outputs = {o.name for o in graph.output}
     while True:
         read = {i for n in graph.node for i in n.input} | outputs
@@ -504,8 +518,8 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     the held-out frames reaches it (the search scores layers on `search_frames` of them at
     `search_size`, default `default_search_size(size)`, with at most `max_float_layers` layers and
     `max_search_evals` inferences per round, and checks the result at `size`). float_stem: keep
-    the first convolution (on the raw RGB input) in float, see `stem_convs`. reduce_range: 7-bit weights for
-    `cpu` (None: only when the CPU lacks VNNI). backend "modelopt": NVIDIA ModelOpt's ONNX
+    the first convolution (on the raw RGB input) in float, see `stem_convs`. reduce_range: 7-bit
+    weights for `cpu` (None: only when the CPU lacks VNNI). backend "modelopt": NVIDIA ModelOpt's ONNX
     quantizer (tensorrt target; needs `nvidia-modelopt`). Raises QuantizeError (one line).
     """
     from .calibration import (CalibrationError, cache_key, calibration_frames, compute_ranges, heldout_frames,
@@ -528,6 +542,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     if backend == "modelopt":
         _check_modelopt(target, method, target_psnr)
     size = _check_size(size)
+    search_size = _check_size(search_size) if search_size is not None else None
     fp32 = _load_fp32(onnx_in)
     static = _static_size(fp32)
     if static is not None and static != size:
@@ -589,8 +604,6 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     float_layers: list[str] = []
     steps: list[SearchStep] = []
     before = None
-    if search_size is not None:
-        search_size = _check_size(search_size)
     if target_psnr is not None and psnr < target_psnr:
         t = time.perf_counter()
         before = psnr
