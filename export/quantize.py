@@ -515,8 +515,8 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     "percentile"). The ranges are cached in `<onnx_out>.calib.json` and reused while the ONNX,
     the frames, method, size and count are unchanged (`cache=False`: neither read nor written).
     target_psnr: leave the convolutions that cost the most PSNR in float until INT8 vs FP32 on
-    the held-out frames reaches it (the search scores layers on `search_frames` of them at
-    `search_size`, default `default_search_size(size)`, with at most `max_float_layers` layers and
+    the held-out frames reaches it (the search scores layers on the `search_frames` worst of them
+    at `search_size`, default `default_search_size(size)`, with at most `max_float_layers` layers and
     `max_search_evals` inferences per round, and checks the result at `size`). float_stem: keep
     the first convolution (on the raw RGB input) in float, see `stem_convs`. reduce_range: 7-bit
     weights for `cpu` (None: only when the CPU lacks VNNI). backend "modelopt": NVIDIA ModelOpt's ONNX
@@ -610,12 +610,15 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
         say(f"INT8 vs FP32 {psnr:.2f} dB < target {target_psnr:g} dB: searching for layers to keep in float")
         gated = GatedModel(int8, fp32)
         small = search_size or default_search_size(size)
-        probe = heldout_frames(small, max(1, search_frames))
+        # Score layers on the validation images that came out worst, at a reduced size (cheap);
+        # measure the result at full size; if it falls short, raise the reduced-size goal by the
+        # gap and go on (twice).
+        worst_first = np.argsort([psnr_db([o], [r])[0] for o, r in zip(outputs, references)])
+        pick = sorted(int(i) for i in worst_first[:max(1, min(search_frames, len(validation)))])
+        probe = [f for i, f in enumerate(heldout_frames(small, validation_frames)) if i in pick]
         probe_refs = run_frames(_session(onnx_in, emulate=False), probe)
-        # Score layers on a few held-out frames at a reduced size (cheap); measure the result at
-        # full size; if it falls short, raise the reduced-size goal by the gap and go on (twice).
         goal = target_psnr
-        say(f"  scoring layers on {len(probe)} held-out frame(s) at {small[0]}x{small[1]}")
+        say(f"  scoring layers on the {len(probe)} worst held-out frame(s), at {small[0]}x{small[1]}")
         for _ in range(3):
             float_layers, probe_psnr, more = search_float_layers(gated, probe, probe_refs, goal, max_float_layers,
                                                                  max_search_evals, say, start=float_layers)
