@@ -20,9 +20,7 @@ from nedr.model.fast import DEFAULT_EPS, DEFAULT_RADIUS, FastNeDR
 from nedr.model.network import NeDR
 
 from .onnx_export import (DEFAULT_OPSET, META_PREFIX, SUPPORTED_OPSETS, ExportError, _check_destination,
-                          _check_size, _trace, fold_constants, input_contract, output_names, save_onnx_atomic,
-                          stamp)
-from .ops import check_ops
+                          _check_size, input_contract, output_names, save_onnx_atomic, stamp, trace_checked)
 
 FAST_META = "fast"
 
@@ -41,16 +39,7 @@ def export_fast_onnx(model: NeDR, path: str | Path, infer_hw: tuple[int, int], *
     outputs = output_names(with_transmission)
     # trace at a size that is neither the network size nor on the ×32 grid, so both resizes stay shape-driven
     example = torch.rand(1, 3, 2 * h + 6, 2 * w + 10, generator=torch.Generator().manual_seed(0))
-    try:
-        with torch.no_grad():
-            graph = fold_constants(_trace(module, example, opset, True, outputs))
-    except Exception as exc:  # noqa: BLE001
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportError(f"fast-mode ONNX export failed: {type(exc).__name__}: {first[:200]}") from exc
-    problems = check_ops(graph)
-    if problems:
-        raise ExportError(f"exported fast-mode graph is not TensorRT-clean: {problems[0]}"
-                          + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
+    graph = trace_checked(module, example, opset, True, outputs, what="fast-mode ")
     contract = input_contract()
     contract.update(pad_multiple=1, min_size=16, padding="none: any H×W, resized to the network size inside the graph")
     stamp(graph, net, {"dynamic_axes": True, "static_size": None}, with_transmission, opset, contract, metadata,

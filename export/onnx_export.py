@@ -160,6 +160,22 @@ def _trace(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, 
     return onnx.load_model_from_string(buffer.getvalue())
 
 
+def trace_checked(module: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, outputs: list[str],
+                  what: str = "") -> onnx.ModelProto:
+    """Trace, fold, and hold the graph to TensorRT's operator table; every failure is one ExportError."""
+    try:
+        with torch.no_grad():
+            graph = fold_constants(_trace(module, example, opset, dynamic, outputs))
+    except Exception as exc:  # torch/onnx raise many types; the caller gets one
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ExportError(f"{what}ONNX export failed: {type(exc).__name__}: {first[:200]}") from exc
+    problems = check_ops(graph)
+    if problems:
+        raise ExportError(f"exported {what}graph is not TensorRT-clean: {problems[0]}"
+                          + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return graph
+
+
 def stamp(graph: onnx.ModelProto, net: NeDR, options: Mapping[str, Any], with_transmission: bool, opset: int,
           contract: Mapping[str, Any], metadata: Mapping[str, Any] | None, doc: str,
           extra_props: Mapping[str, str] | None = None) -> None:
@@ -206,17 +222,7 @@ def export_onnx(model: NeDR, path: str | Path, *, opset: int = DEFAULT_OPSET,
     net = copy.deepcopy(model).float().cpu().eval()
     outputs = output_names(with_transmission)
     example = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
-    try:
-        with torch.no_grad():
-            graph = fold_constants(_trace(ExportableNeDR(net, with_transmission), example, opset,
-                                          static_size is None, outputs))
-    except Exception as exc:  # torch/onnx raise many types; the caller gets one
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ExportError(f"ONNX export failed: {type(exc).__name__}: {first[:200]}") from exc
-    problems = check_ops(graph)
-    if problems:
-        raise ExportError(f"exported graph is not TensorRT-clean: {problems[0]}"
-                          + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""))
+    graph = trace_checked(ExportableNeDR(net, with_transmission), example, opset, static_size is None, outputs)
 
     options = {"dynamic_axes": static_size is None, "static_size": list(size) if static_size else None}
     stamp(graph, net, options, with_transmission, opset, input_contract(), metadata,

@@ -500,6 +500,17 @@ def search_float_layers(gated: GatedModel, frames: list[np.ndarray], references:
 
 # --- the command ------------------------------------------------------------------------------
 
+def _save(int8: onnx.ModelProto, onnx_in: Path, info: dict, onnx_out: Path) -> None:
+    """Record how the file was quantized in its metadata and write it atomically."""
+    from .onnx_export import ExportError, save_onnx_atomic  # imports torch: only when writing
+
+    _metadata(int8, onnx_in, info)
+    try:
+        save_onnx_atomic(int8, onnx_out)
+    except ExportError as exc:
+        raise QuantizeError(str(exc)) from None
+
+
 def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = SYNTHETIC, frames: int = DEFAULT_FRAMES,
              method: str = DEFAULT_METHOD, size: tuple[int, int] = DEFAULT_SIZE, target: str = "tensorrt",
              target_psnr: float | None = None, validation_frames: int = DEFAULT_VALIDATION_FRAMES,
@@ -524,7 +535,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     """
     from .calibration import (CalibrationError, cache_key, calibration_frames, compute_ranges, heldout_frames,
                               load_cached_ranges, save_cached_ranges)
-    from .onnx_export import ExportError, save_onnx_atomic
+    from .onnx_export import ExportError
     from .sensitivity import GatedModel, psnr_db, quantized_convs
 
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
@@ -647,11 +658,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
             "per_channel": True, "reduce_range": settings["reduce_range"], "op_types": OP_TYPES[target],
             "fp32_islands": {k: len(v) for k, v in islands.items()}, "float_stem": stem, "float_layers": float_layers,
             "psnr_vs_fp32_db": round(psnr, 3), "validation": f"{validation_frames} held-out frames at {size[0]}x{size[1]}"}
-    _metadata(int8, onnx_in, info)
-    try:
-        save_onnx_atomic(int8, onnx_out)
-    except ExportError as exc:
-        raise QuantizeError(str(exc)) from None
+    _save(int8, onnx_in, info, onnx_out)
     seconds["total"] = time.perf_counter() - start
 
     convs = [n for n in int8.graph.node if n.op_type == "Conv"]
@@ -691,7 +698,6 @@ def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target,
     from modelopt.onnx.quantization import quantize as modelopt_quantize
 
     from .calibration import heldout_frames
-    from .onnx_export import ExportError, save_onnx_atomic
     from .sensitivity import psnr_db, quantized_convs
 
     t = time.perf_counter()
@@ -712,11 +718,7 @@ def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target,
     psnr, worst = psnr_db(run_frames(_session(int8, True), validation), references)
     info = {"target": target, "backend": "modelopt", "method": method, "size": list(size), "frames": len(calib_set),
             "calibration": calib_set.source, "psnr_vs_fp32_db": round(psnr, 3)}
-    _metadata(int8, onnx_in, info)
-    try:
-        save_onnx_atomic(int8, onnx_out)
-    except ExportError as exc:
-        raise QuantizeError(str(exc)) from None
+    _save(int8, onnx_in, info, onnx_out)
     seconds["total"] = time.perf_counter() - start
     zps = zero_points(int8)
     n_int8 = len(quantized_convs(int8))
