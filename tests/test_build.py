@@ -463,29 +463,21 @@ def test_build_without_tensorrt_fails_in_one_line(no_tensorrt, onnx_file, tmp_pa
 
 @pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is not None,
                     reason="TensorRT is installed: the subprocess would really build")
+def _build_in_subprocess(onnx_file, cwd, prelude: str = "") -> subprocess.CompletedProcess:
+    """`nedr build ONNX` in a fresh interpreter, after `prelude` (e.g. blocking imports)."""
+    code = prelude + "import sys\nfrom nedr.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    return subprocess.run([sys.executable, "-c", code, "build", str(onnx_file)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
 def test_build_without_tensorrt_subprocess(onnx_file, tmp_path):
-    code = ("import argparse, sys\n"
-            "from nedr.cli import _run\n"
-            "from nedr.commands import build\n"
-            "p = argparse.ArgumentParser(prog='nedr'); s = p.add_subparsers(dest='c', required=True)\n"
-            "build.configure(s.add_parser('build'))\n"
-            "sys.exit(_run(p, sys.argv[1:]))\n")
-    out = subprocess.run([sys.executable, "-c", code, "build", str(onnx_file)], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path)
+    out = _build_in_subprocess(onnx_file, tmp_path)
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.count("\n") == 1 and "TensorRT Python bindings not installed" in out.stderr
 
 
 def test_build_without_torch_or_tensorrt_subprocess(onnx_file, tmp_path):
-    code = ("import argparse, sys\n"
-            "sys.modules['torch'] = None; sys.modules['tensorrt'] = None\n"
-            "from nedr.cli import _run\n"
-            "from nedr.commands import build\n"
-            "p = argparse.ArgumentParser(prog='nedr'); s = p.add_subparsers(dest='c', required=True)\n"
-            "build.configure(s.add_parser('build'))\n"
-            "sys.exit(_run(p, sys.argv[1:]))\n")
-    out = subprocess.run([sys.executable, "-c", code, "build", str(onnx_file)], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path)
+    out = _build_in_subprocess(onnx_file, tmp_path, "import sys\nsys.modules['torch'] = None; sys.modules['tensorrt'] = None\n")
     assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr[-500:]
     assert "TensorRT Python bindings not installed" in out.stderr
 

@@ -189,9 +189,8 @@ def test_tensorrt_engine_round_trip(tmp_path):
                 backend.infer(np.zeros((1, 3, 288, 256), np.float32))
 
 
-@pytest.mark.gpu
-def test_cuda_buffers_round_trip():
-    """DeviceBuffer / PinnedBuffer / Stream: host → device → host through async copies."""
+def cuda_runtime():
+    """nedr.runtime.cuda_buffers with cudart loaded, or a skip naming what is missing."""
     from nedr.runtime import cuda_buffers as cb
 
     try:
@@ -200,6 +199,13 @@ def test_cuda_buffers_round_trip():
             pytest.skip("no CUDA GPU visible")
     except BackendError as exc:
         pytest.skip(str(exc))
+    return cb
+
+
+@pytest.mark.gpu
+def test_cuda_buffers_round_trip():
+    """DeviceBuffer / PinnedBuffer / Stream: host → device → host through async copies."""
+    cb = cuda_runtime()
     data = np.arange(1000, dtype=np.float32)
     with cb.Stream() as stream, cb.PinnedBuffer(data.nbytes) as src, cb.PinnedBuffer(data.nbytes) as dst, \
             cb.DeviceBuffer(data.nbytes) as dev:
@@ -215,14 +221,7 @@ def test_cuda_buffers_round_trip():
 @pytest.mark.gpu
 def test_cuda_graph_replays_captured_copies():
     """CudaGraph: a pinned→device→pinned copy chain captured once, replayed on new host data."""
-    from nedr.runtime import cuda_buffers as cb
-
-    try:
-        cb.load_cudart()
-        if cb.device_count() < 1:
-            pytest.skip("no CUDA GPU visible")
-    except BackendError as exc:
-        pytest.skip(str(exc))
+    cb = cuda_runtime()
     n = 4096
     with cb.Stream() as stream, cb.PinnedBuffer(4 * n) as src, cb.PinnedBuffer(4 * n) as dst, \
             cb.DeviceBuffer(4 * n) as dev:
