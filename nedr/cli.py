@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
+    args.argv = [parser.prog, *(sys.argv[1:] if argv is None else argv)]  # for reports that record their command
     try:
         return int(args.handler(args) or 0)
     except expected_errors() as exc:

@@ -152,7 +152,7 @@ def backend_names() -> list[str]:
     return sorted(BACKENDS)
 
 
-def _importable(name: str) -> bool:
+def importable(name: str) -> bool:
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
@@ -160,16 +160,16 @@ def _importable(name: str) -> bool:
 
 
 def _ort_gpu_available() -> bool:
-    if not _importable("onnxruntime"):
+    if not importable("onnxruntime"):
         return False
     import onnxruntime as ort
 
     return any(p in ort.get_available_providers() for p in ORT_PROVIDER_ORDER[:2])
 
 
-def _torch_cuda_available() -> bool:
+def torch_cuda_available() -> bool:
     """Torch sees a CUDA GPU; a CPU-only torch build (no libtorch_cuda) is ruled out without importing it."""
-    spec = importlib.util.find_spec("torch") if _importable("torch") else None
+    spec = importlib.util.find_spec("torch") if importable("torch") else None
     if spec is None:
         return False
     if spec.submodule_search_locations:
@@ -206,11 +206,11 @@ def resolve_backend_name(name: str | None, model: str | os.PathLike | None = Non
                            "or name it with --backend")
     if _ort_gpu_available():
         return "onnxruntime"
-    if _torch_cuda_available():
+    if torch_cuda_available():
         return "torch"
-    if _importable("onnxruntime"):
+    if importable("onnxruntime"):
         return "onnxruntime"
-    if _importable("torch"):
+    if importable("torch"):
         return "torch"
     raise BackendError("no inference backend available: pip install onnxruntime (or onnxruntime-gpu), or torch")
 
@@ -263,7 +263,7 @@ def cached_onnx(checkpoint: str | os.PathLike | None = None, *, with_transmissio
     path = folder / f"nedr-{_sha256(weights)[:16]}{'-jt' if with_transmission else ''}.onnx"
     if path.is_file():
         return path
-    if not _importable("torch"):
+    if not importable("torch"):
         raise BackendError(f"no cached ONNX for {weights.name} and torch is not installed to export one: run "
                            "`nedr-export` where torch is installed and pass the file with --model")
     try:
