@@ -14,43 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
+from .machine import cpu_info, load_average, versions
+from .timing import interleaved
+
 GOAL_SPEEDUP = 2.0
 GOAL_PSNR_DB = 38.0
 DEFAULT_OUT = Path("benchmarks/results/cpu/int8_vs_fp32.json")
-
-
-def cpu_info() -> dict:
-    info = {"machine": platform.machine(), "cores": os.cpu_count(), "model": platform.processor() or "unknown"}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return info
-    for line in text.splitlines():
-        if line.startswith("model name"):
-            info["model"] = line.split(":", 1)[1].strip()
-            break
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    info["int8_flags"] = sorted(f for f in flags if f in ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni",
-                                                          "amx_int8", "fma"))
-    info["vnni"] = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-    return info
-
-
-def versions() -> dict:
-    import cv2
-    import onnx
-    import onnxruntime
-
-    from nedr import __version__
-
-    return {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__,
-            "numpy": np.__version__, "opencv": cv2.__version__, "nedr": __version__}
 
 
 def interleaved_latency(paths: dict[str, Path], frame: np.ndarray, threads: int, runs: int, warmup: int = 1) -> dict:
@@ -61,18 +34,11 @@ def interleaved_latency(paths: dict[str, Path], frame: np.ndarray, threads: int,
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     sessions = {k: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
-    outputs = {}
-    for _ in range(warmup):
-        for k, s in sessions.items():
-            outputs[k] = s.run(None, {"hazy": frame})[0]
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for _ in range(runs):
-        for k, s in sessions.items():
-            start = time.perf_counter()
-            s.run(None, {"hazy": frame})
-            times[k].append(1000 * (time.perf_counter() - start))
-    return {"ms": {k: {"median": float(np.median(v)), "min": float(min(v)), "max": float(max(v)), "runs": v}
-                   for k, v in times.items()}, "outputs": outputs}
+    outputs = {k: s.run(None, {"hazy": frame})[0] for k, s in sessions.items()}
+    timings = interleaved({k: (lambda s=s: s.run(None, {"hazy": frame})) for k, s in sessions.items()},
+                          warmup=warmup, min_iters=runs, max_iters=runs, min_seconds=0)
+    return {"ms": {k: {"median": t.percentile(50), "min": min(t.samples_ms), "max": max(t.samples_ms),
+                       "runs": t.samples_ms} for k, t in timings.items()}, "outputs": outputs}
 
 
 def op_profile(path: Path, frame: np.ndarray, threads: int) -> dict[str, float]:
@@ -117,7 +83,7 @@ def main(argv=None) -> int:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    load_at_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+    load_at_start = load_average()
     if args.onnx:
         fp32 = Path(args.onnx)
     else:

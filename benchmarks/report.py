@@ -118,6 +118,7 @@ def render_markdown(report: dict, plots: list[str], grid: str | None) -> str:
     if report["not_run"]:
         lines += ["## Not run", ""] + [f"- **{n['what']}**: {n['reason']}" for n in report["not_run"]] + [""]
     lines += ["## Speed", ""] + _speed_table(report) + [""]
+    lines += [f"- {note}" for note in report.get("notes", [])] + ([""] if report.get("notes") else [])
     lines += ["## Accuracy against the PyTorch original", ""] + _accuracy_table(report) + [""]
     q = report["quality"]
     lines += ["## Dehazing quality against ground truth", "", q["metrics"] + ".", ""] + quality_table(q)

@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nedr.errors import UserError
+from nedr.runtime.backends import cache_dir
 from nedr.runtime.errors import BackendError
 from nedr.runtime.frames import from_batch, pad_hwc, padded_hw, to_batch, to_float
 from nedr.runtime.pipeline import FrameProcessor, RunConfig
@@ -58,7 +59,7 @@ class BenchConfig:
     size_budget_s: float = 120.0  # estimated seconds for one size above which it runs in fast mode
     threads: int = 0              # CPU threads for torch and ONNX Runtime (0: all cores)
     checkpoint: str | None = None
-    work: Path | None = None      # model files (default: OUT/models)
+    work: Path | None = None      # model files (default: the runtime's ONNX cache, shared with `nedr run`)
     warmup: int = 2
     min_iters: int = 5
     max_iters: int = 200
@@ -155,6 +156,7 @@ class Bench:
         self.env = cand.Environment.probe()
         self.loaded: list[Loaded] = []
         self.not_run: list[dict[str, str]] = []
+        self.notes: list[str] = []
         self.outputs: dict[str, list[np.ndarray]] = {}
 
     # -- set-up
@@ -172,7 +174,7 @@ class Bench:
     def load(self) -> None:
         c = self.config
         chosen, self.not_run = cand.plan(c.backends, c.precisions, self.env)
-        files = cand.ModelFiles(c.work or c.out / "models", c.checkpoint, calib_size=c.calib_size,
+        files = cand.ModelFiles(c.work or cache_dir() / "onnx", c.checkpoint, calib_size=c.calib_size,
                                 calib_frames=c.calib_frames, validation_frames=c.validation_frames, log=self.say)
         profile = self._engine_profile() if any(x.backend == "tensorrt" for x in chosen) else None
         for candidate in tqdm(chosen, desc="prepare", unit="backend", file=sys.stderr):
@@ -189,6 +191,10 @@ class Bench:
                 self.not_run.append({"what": candidate.label, "reason": f"failed to prepare: {exc}"})
                 continue
             self.loaded.append(Loaded(candidate, backend, artifact, load_s))
+            if candidate == cand.Candidate("onnxruntime", "fp16") and not self.env.ort_on_gpu:
+                self.notes.append("ONNX Runtime FP16 on the CPU provider: most ops have no FP16 CPU kernel, so "
+                                  "ONNX Runtime casts around them and computes in FP32; the row measures the FP16 "
+                                  "file (FP16 weights), not FP16 arithmetic")
 
     def close(self) -> None:
         for item in self.loaded:
@@ -371,6 +377,7 @@ class Bench:
                             "load_s": item.load_s, "describe": described[item.key],
                             "memory": memory.get(item.key)} for item in self.loaded],
             "not_run": self.not_run,
+            "notes": self.notes,
             "accuracy": accuracy,
             "speed": speed,
             "quality": quality,

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,8 @@ from nedr.runtime.pipeline import FrameProcessor, Pipeline, RunConfig
 from nedr.runtime.sinks import NullSink, VideoFileSink
 from nedr.runtime.sources import Frame, Source, TransformSource, VideoFileSource
 
+from .machine import cpu_info, load_average, versions
+
 HAZE_SEED_FLICKER = 2  # A ≈ 0.73–0.78, below the 220/255 clamp of the dark-channel A, so A can flicker
 
 
@@ -41,10 +41,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _machine() -> dict[str, Any]:
-    import onnxruntime as ort
-
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "opencv": cv2.__version__, "load_avg_at_start": os.getloadavg()}
+    return {"cpu": cpu_info(), "versions": versions(), "load_avg_at_start": load_average()}
 
 
 class ListSource(Source):

@@ -4,7 +4,7 @@ guided local-affine upsampling back to the input size (nedr.model.fast.FastNeDR)
 The input `hazy` takes any N×3×H×W (H, W dynamic, no ×32 padding needed: the graph resizes to the
 fixed network size itself); `clean` comes out at H×W, plus `transmission` (bilinearly upsampled)
 when asked. The extra ops over the plain export are Resize (bilinear, half-pixel; shape-driven
-for the way back up) and AveragePool, all in TensorRT's parser table. Metadata: the plain export's
+for the way back up) and the box-mean Convs, all in TensorRT's parser table. Metadata: the plain export's
 `nedr.*` props plus `nedr.fast` = {"infer_hw", "radius", "eps"}; `nedr.input` says any size.
 """
 from __future__ import annotations

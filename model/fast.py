@@ -4,8 +4,8 @@ small size inside the graph and guided local-affine upsampling carries J back to
 Dehazing is locally affine in colour (J = I/t + A(1 − 1/t)): at the small size, fit per window the
 per-channel affine map small hazy → small J (guided-filter least squares), average the coefficients
 over the windows covering each pixel, upsample them bilinearly and apply them to the full-size
-input. Only AveragePool (the valid-count box mean of `physics.box_mean`), Resize and elementwise
-ops, so the graph exports cleanly and TensorRT takes it. The numpy twin used by the streaming
+input. Only depthwise all-ones Convs (the valid-count box mean of `physics.box_mean`), Resize and
+elementwise ops, so the graph exports cleanly and TensorRT takes it. The numpy twin used by the streaming
 pipeline is `nedr.runtime.fast` (same box mean, same bilinear convention; it downscales with area
 averaging where this graph uses bilinear resizing).
 """
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .network import MIN_SIZE, PAD_MULTIPLE, NeDR
-from .physics import box_mean
+from .physics import box_mean, window_count
 
 DEFAULT_RADIUS = 2
 DEFAULT_EPS = 1e-5
@@ -25,12 +25,13 @@ DEFAULT_EPS = 1e-5
 def fit_affine(small_in: torch.Tensor, small_out: torch.Tensor, radius: int = DEFAULT_RADIUS,
                eps: float = DEFAULT_EPS) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel, per-channel (a, b) with small_out ≈ a·small_in + b (N×3×h×w each)."""
-    mean_x, mean_y = box_mean(small_in, radius), box_mean(small_out, radius)
-    cov = box_mean(small_in * small_out, radius) - mean_x * mean_y
-    var = box_mean(small_in * small_in, radius) - mean_x * mean_x
+    n = window_count(small_in, radius)
+    mean_x, mean_y = box_mean(small_in, radius, n), box_mean(small_out, radius, n)
+    cov = box_mean(small_in * small_out, radius, n) - mean_x * mean_y
+    var = box_mean(small_in * small_in, radius, n) - mean_x * mean_x
     a = cov / (var + eps)
     b = mean_y - a * mean_x
-    return box_mean(a, radius), box_mean(b, radius)
+    return box_mean(a, radius, n), box_mean(b, radius, n)
 
 
 def guided_upsample(full: torch.Tensor, small_in: torch.Tensor, small_out: torch.Tensor,

@@ -1,4 +1,4 @@
-"""One lent-GPU session: train the demo weights on synthetic haze, then time torch CUDA variants.
+"""One lent-GPU session: train the demo weights on synthetic haze (then time them with `nedr bench`).
 
 Run from the repo root on the GPU machine (see docs/training.md):
     python scripts/gpu_session.py --bank .devcarry/bank.npz --heldout .devcarry/heldout.npz \
@@ -32,8 +32,6 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--crop", type=int, default=256)
     ap.add_argument("--workers", type=int, default=12)
-    ap.add_argument("--bench-seconds", type=float, default=0.6)
-    ap.add_argument("--bench-sizes", default="256x256,480x640,720x1280,1080x1920")
     args = ap.parse_args()
     out = Path(args.out)
     torch.backends.cudnn.benchmark = True
@@ -60,29 +58,6 @@ def main() -> None:
     trainer.model.guided_filter = True  # the deployment default; training ran without it
     save_shards(trainer.model, out, "nedr-demo", config={"training": {**asdict(cfg), "steps_done": trainer.step, **provenance}})
     (out / "train_summary.json").write_text(json.dumps({"steps": trainer.step, **provenance}, indent=1))
-
-    from nedr.benchmarks.torch_speed import bench_sizes
-    from nedr.model.datasets import to_tensor
-    from nedr.model.inference import pad_to_contract
-    import cv2
-
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    model = trainer.model.eval()
-    model.guided_filter = True
-    src = val_set[0].image
-    frames = {}
-    for h, w in (tuple(int(v) for v in s.split("x")) for s in args.bench_sizes.split(",")):
-        frames[(h, w)] = pad_to_contract(to_tensor(cv2.resize(src, (w, h), interpolation=cv2.INTER_LINEAR))[None])
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    rows = bench_sizes(model, frames, device=device, min_seconds=args.bench_seconds)
-    report = {"gpu": gpu, "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version(),
-              "tf32": False, "atmosphere": model.atmosphere, "guided_filter": True,
-              "note": "1080x1920 runs padded to 1088x1920 (x32 contract); reference = same model fp32 on the same GPU",
-              "rows": [asdict(r) for r in rows]}
-    (out / "torch_cuda_bench.json").write_text(json.dumps(report, indent=1))
-    for r in rows:
-        print(f"{r.variant:20s} {r.size} p50 {r.p50_ms:7.2f} ms  fps {r.fps:7.1f}  maxerr {r.max_abs_err:.2e}  psnr {r.psnr_db:.1f}")
 
 
 if __name__ == "__main__":

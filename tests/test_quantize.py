@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from nedr.export import calibration
 from nedr.export.quantize import (QuantizeError, SearchStep, _children, parse_size, quantize, search_float_layers,
@@ -82,8 +82,11 @@ def test_tensorrt_zero_points_are_all_zero_and_qdq_sit_on_convs(trt_int8):
     assert inits[stem.input[1]].data_type == TensorProto.FLOAT
     # the FP32 islands stay float: the KAN basis grouped convs have no Q/DQ, the tail has none
     assert report.island_nodes["kan_basis"] > 0 and report.float_convs >= 8
-    assert not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") and "AveragePool" in n.input[0]
-                   for n in model.graph.node)
+    box_sums = [n for n in model.graph.node if n.op_type == "Conv" and n.input[1] in inits
+                and numpy_helper.to_array(inits[n.input[1]]).shape[-2:] in ((1, 81), (81, 1))]
+    assert len(box_sums) == 14  # the guided filter's window sums, FP32 in and out
+    assert all(producers.get(n.input[0]) is None or producers[n.input[0]].op_type != "DequantizeLinear"
+               and n.input[1] in inits and inits[n.input[1]].data_type == TensorProto.FLOAT for n in box_sums)
     meta = {p.key: p.value for p in model.metadata_props}
     assert '"precision": "int8-qdq"' in meta["nedr.options"] and '"target": "tensorrt"' in meta["nedr.options"]
 

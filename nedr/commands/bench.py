@@ -67,7 +67,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="paired folder (hazy/ + gt/) for the quality table (default: ../shared/data or "
                              "shared/data when present)")
     parser.add_argument("--work", type=Path, default=None, metavar="DIR",
-                        help="where exported/quantized models are made and reused (default: OUTPUT/models)")
+                        help="where exported/quantized models are made and reused (default: the ONNX cache `nedr run` "
+                             "uses, $NEDR_CACHE_DIR/onnx or ~/.cache/nedr/onnx)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-backend peak-memory processes")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes, few iterations, 2 images per quality set: a smoke run in a few minutes")
@@ -81,7 +82,7 @@ def find_pairs(explicit: Path | None) -> tuple[Path | None, str | None]:
 
     if explicit is not None:
         find_pair_dirs(explicit)  # a bad folder the user named is an error, not a silent skip
-        return explicit, None
+        return explicit.resolve(), None
     for candidate in SOTS_CANDIDATES:
         root = Path(candidate)
         for folder in [root, *sorted(p for p in root.glob("*") if p.is_dir())] if root.is_dir() else []:
@@ -89,7 +90,7 @@ def find_pairs(explicit: Path | None) -> tuple[Path | None, str | None]:
                 find_pair_dirs(folder)
             except DataError:
                 continue
-            return folder, None
+            return folder.resolve(), None
     return None, f"no paired folder found at {' or '.join(SOTS_CANDIDATES)}; pass --pairs DIR"
 
 
