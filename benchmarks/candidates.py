@@ -196,7 +196,8 @@ class TorchCudaGraphBackend(TorchBackend):
 
     def _capture(self, shape: tuple[int, ...]):
         torch = self._torch
-        static_in = torch.zeros(shape, device=self.device, dtype=self._dtype).contiguous(memory_format=torch.channels_last)
+        # random, not zeros: a flat frame makes the guided filter's min-max normalisation 0/0
+        static_in = torch.rand(shape, device=self.device).to(self._dtype).contiguous(memory_format=torch.channels_last)
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):

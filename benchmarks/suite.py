@@ -185,10 +185,11 @@ class Bench:
                 start = time.perf_counter()
                 backend.activate()
                 load_s = time.perf_counter() - start
-            except (UserError, BackendError) as exc:
+            except (UserError, BackendError, ImportError) as exc:
                 if candidate.key == cand.REFERENCE_KEY:
                     raise
-                self.not_run.append({"what": candidate.label, "reason": f"failed to prepare: {exc}"})
+                reason = f"missing module {exc.name}" if isinstance(exc, ImportError) else str(exc)
+                self.not_run.append({"what": candidate.label, "reason": f"failed to prepare: {reason}"})
                 continue
             self.loaded.append(Loaded(candidate, backend, artifact, load_s))
             if candidate == cand.Candidate("onnxruntime", "fp16") and not self.env.ort_on_gpu:
@@ -289,8 +290,12 @@ class Bench:
     # -- memory (a process per backend)
     def memory(self, speed_rows: list[dict]) -> dict:
         by_size: dict[tuple[int, int], tuple[int, int] | None] = {}
-        for row in speed_rows:
+        def pixels(row: dict) -> tuple[int, int]:
+            return row["network_input"][0] * row["network_input"][1], row["size"][0] * row["size"][1]
+
+        for row in sorted(speed_rows, key=pixels):
             by_size[tuple(row["size"])] = tuple(row["network_input"]) if row["mode"] == "fast" else None
+        # ascending network size: the process peak after each size is that size's peak
         sizes = [(h, w, (infer[1], infer[0]) if infer else None) for (h, w), infer in by_size.items()]
         result = {}
         for item in tqdm(self.loaded, desc="memory", unit="backend", file=sys.stderr):
