@@ -408,6 +408,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] | None = None) -> 
     """Run the whole benchmark: the report dict plus the frames and outputs the image grid shows."""
     if not config.sizes:
         raise BenchError("no sizes to benchmark")
+    if config.min_iters < 1 or config.threads < 0:
+        raise BenchError("--min-iters must be at least 1 and --threads at least 0 (0: all cores)")
+    config.max_iters = max(config.max_iters, config.min_iters)
     for h, w in config.sizes:
         if min(h, w) < 16:
             raise BenchError(f"size {h}x{w} is too small (at least 16 pixels a side)")

@@ -44,10 +44,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sizes = ",".join(f"{h}x{w}" for h, w in DEFAULT_SIZES)
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUT, metavar="DIR",
                         help=f"report folder (default: {DEFAULT_OUT})")
-    parser.add_argument("--backends", type=_list(BACKENDS), default=list(BACKENDS),
+    parser.add_argument("--backends", type=_list(BACKENDS), default=list(BACKENDS), metavar="LIST",
                         help=f"comma-separated subset of {','.join(BACKENDS)} (default: all; PyTorch FP32 always "
                              "runs as the reference)")
-    parser.add_argument("--precisions", type=_list(PRECISIONS), default=list(PRECISIONS),
+    parser.add_argument("--precisions", type=_list(PRECISIONS), default=list(PRECISIONS), metavar="LIST",
                         help=f"comma-separated subset of {','.join(PRECISIONS)} (default: all)")
     parser.add_argument("--sizes", type=lambda t: [_size(s) for s in t.split(",") if s.strip()], default=None,
                         metavar="HxW,...", help=f"frame sizes, height x width (default: {sizes})")
@@ -60,9 +60,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="estimated seconds for one size above which it runs in fast mode (default: 120)")
     parser.add_argument("--min-seconds", type=float, default=None, metavar="S",
                         help="timed seconds per backend and size; more calls are made while under it (default: 2)")
-    parser.add_argument("--min-iters", type=int, default=None, help="timed calls per backend and size, at least (default: 5)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch and ONNX Runtime (default: all cores)")
-    parser.add_argument("--checkpoint", "-c", default=None, help="weights (default: bundled demo weights)")
+    parser.add_argument("--min-iters", type=int, default=None, metavar="N", help="timed calls per backend and size, at least (default: 5)")
+    parser.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for PyTorch and ONNX Runtime (default: all cores)")
+    parser.add_argument("--checkpoint", "-c", default=None, metavar="PATH", help="weights (default: bundled demo weights)")
     parser.add_argument("--pairs", type=Path, default=None, metavar="DIR",
                         help="paired folder (hazy/ + gt/) for the quality table (default: ../shared/data or "
                              "shared/data when present)")
@@ -98,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
     from nedr.benchmarks.report import write_report
     from nedr.benchmarks.suite import BenchConfig, run_bench
 
+    from nedr.errors import UserError
+
+    if args.output.exists() and not args.output.is_dir():
+        raise UserError(f"{args.output}: exists and is not a folder; give -o a folder for the report")
     pairs, note = find_pairs(args.pairs)
     options = dict(backends=args.backends, precisions=args.precisions, sizes=args.sizes, fast_size=args.fast_size,
                    full_res=args.full_res, size_budget_s=args.size_budget, min_seconds=args.min_seconds,
@@ -107,11 +111,6 @@ def run(args: argparse.Namespace) -> int:
         config = BenchConfig.quick_preset(args.output, **options)
     else:
         config = BenchConfig(out=args.output, **{k: v for k, v in options.items() if v is not None})
-    if config.min_iters is not None and config.min_iters < 1:
-        from nedr.errors import UserError
-
-        raise UserError("--min-iters must be at least 1")
-    config.max_iters = max(config.max_iters, config.min_iters)
     result = run_bench(config)
     paths = write_report(result, args.output)
     print(summary(result.report))
