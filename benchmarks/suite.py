@@ -207,7 +207,7 @@ class Bench:
         frames = [(name, fit(img, c.accuracy_size)) for name, img in real_frames(c.accuracy_frames, self._hazy_dir())]
         self.accuracy_inputs = frames
         rows = []
-        for item in tqdm(self.loaded, desc="accuracy", unit="backend", file=sys.stderr):
+        for item in tqdm(list(self.loaded), desc="accuracy", unit="backend", file=sys.stderr):  # _drop edits it
             try:
                 self.outputs[item.key] = [network_output(item.backend, img) for _, img in frames]
             except BackendError as exc:
@@ -353,8 +353,8 @@ class Bench:
         started = time.perf_counter()
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         load_at_start = load_average()
-        self.load()
         try:
+            self.load()
             accuracy = self.accuracy()
             speed = self.speed()
             memory = self.memory(speed) if c.memory else {}

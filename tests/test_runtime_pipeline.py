@@ -120,11 +120,11 @@ def test_sigint_in_a_real_process_finalises_the_video(clip, tmp_path):
         from nedr.runtime.sources import open_source
         src = open_source({str(clip)!r})
         started = []
-        def on_frame(i, img):
+        def on_infer(batch):  # the main thread's first inference: 14 more frames of 0.3 s to go
             if not started:
                 started.append(1); print("started", flush=True)
-        s = Pipeline(src, FakeBackend(delay=0.3), [VideoFileSink({str(out)!r}, 25)],
-                     RunConfig(progress=False, warmup=False), on_frame=on_frame).run()
+        s = Pipeline(src, FakeBackend(delay=0.3, on_infer=on_infer), [VideoFileSink({str(out)!r}, 25)],
+                     RunConfig(progress=False, warmup=False)).run()
         print("frames", s["frames"], "interrupted", s["interrupted"], flush=True)
         sys.exit(130 if s["interrupted"] else 0)
     """)
