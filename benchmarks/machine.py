@@ -7,6 +7,7 @@ carries it. Memory is read from /proc (Linux): resetting the peak-RSS mark ("5" 
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
 from pathlib import Path
@@ -33,18 +34,28 @@ def cpu_info() -> dict:
 
 
 def gpu_info() -> dict | None:
-    """The CUDA GPU torch sees (name, capability, memory), or None; never initialises CUDA when
-    torch is a CPU build."""
+    """The CUDA GPU (name, capability; memory via torch) and Jetson board, or None without one.
+    Asks torch first, then cuda-python / nvidia-smi (a Jetson or TensorRT box may have no torch);
+    never initialises CUDA when torch is a CPU build."""
+    from nedr.errors import UserError
+    from nedr.export.tensorrt_build import board_model, gpu_identity
     from nedr.runtime.backends import torch_cuda_available
 
-    if not torch_cuda_available():
-        return None
-    import torch
+    if torch_cuda_available():
+        import torch
 
-    props = torch.cuda.get_device_properties(0)
-    return {"name": props.name, "capability": f"{props.major}.{props.minor}",
-            "memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
-            "count": torch.cuda.device_count()}
+        props = torch.cuda.get_device_properties(0)
+        info = {"name": props.name, "capability": f"{props.major}.{props.minor}",
+                "memory_gib": round(props.total_memory / 2**30, 1), "cuda": torch.version.cuda,
+                "count": torch.cuda.device_count()}
+    else:
+        try:
+            name, capability = gpu_identity()
+        except UserError:
+            return None
+        info = {"name": name, "capability": capability}
+    board = board_model()
+    return {**info, "board": board} if board else info
 
 
 def versions() -> dict:
@@ -57,6 +68,10 @@ def versions() -> dict:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             continue
+    if "tensorrt" not in found and importlib.util.find_spec("tensorrt") is not None:  # JetPack's apt build
+        import tensorrt
+
+        found["tensorrt"] = tensorrt.__version__
     return found
 
 

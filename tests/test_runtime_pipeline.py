@@ -112,7 +112,9 @@ def test_sigint_in_a_real_process_finalises_the_video(clip, tmp_path):
     """A real SIGINT to a running process: exit code 130 path, the video complete up to that point."""
     out = tmp_path / "sig.mp4"
     script = textwrap.dedent(f"""
-        import sys
+        import signal, sys
+        # a shell's background job inherits SIGINT ignored, and Python then leaves it ignored: restore Ctrl-C
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from runtime_helpers import FakeBackend
         from nedr.runtime.pipeline import Pipeline, RunConfig
