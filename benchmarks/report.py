@@ -224,20 +224,23 @@ def write_report(result: BenchResult, out: str | Path) -> dict[str, Path]:
     """Write every report file into `out` (created if needed); returns their paths by kind."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plots = _plots(result.report, out)
+    notes = list(result.report.get("notes", []))
+    try:
+        plots = _plots(result.report, out)
+    except ImportError:  # a bare box (e.g. a lent GPU machine) without matplotlib still gets its numbers
+        plots = []
+        notes.append("plots not drawn: matplotlib is not installed (pip install matplotlib)")
     grid = None
     if result.frames:
-        image = image_grid(result)
-        ok = {}
+        image = cv2.cvtColor(image_grid(result), cv2.COLOR_RGB2BGR)
 
         def save(p: Path) -> None:
-            ok["done"] = cv2.imwrite(str(p), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            if not ok["done"]:
+            if not cv2.imwrite(str(p), image):
                 raise OSError(f"cannot write {p}")
 
         _atomic_write(out / GRID_NAME, save)
         grid = GRID_NAME
-    report = dict(result.report, files={"markdown": MD_NAME, "plots": plots, "grid": grid})
+    report = dict(result.report, notes=notes, files={"markdown": MD_NAME, "plots": plots, "grid": grid})
     _atomic_write(out / JSON_NAME, lambda p: p.write_text(json.dumps(report, indent=1, allow_nan=False)))
     _atomic_write(out / MD_NAME, lambda p: p.write_text(render_markdown(report, plots, grid)))
     paths = {"json": out / JSON_NAME, "markdown": out / MD_NAME, "plots": [out / p for p in plots]}

@@ -201,6 +201,24 @@ def test_report_files_from_a_result(tmp_path):
     assert "**TensorRT**: not installed" in md and "SOTS-indoor: not run (no folder)" in md
 
 
+def test_report_without_matplotlib_keeps_the_numbers(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.startswith("matplotlib"):
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    paths = write_report(_fake_result(tmp_path), tmp_path / "r")
+    data = json.loads(paths["json"].read_text())
+    assert paths["plots"] == [] and data["files"]["plots"] == [] and paths["grid"].is_file()
+    assert any("matplotlib is not installed" in n for n in data["notes"])
+    assert "matplotlib is not installed" in paths["markdown"].read_text()
+
+
 def test_image_grid_amplifies_each_difference(tmp_path):
     grid = image_grid(_fake_result(tmp_path))
     assert grid.shape == (2 * round(64 * 320 / 96), 3 * 320, 3)
