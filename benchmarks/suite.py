@@ -27,7 +27,9 @@ import numpy as np
 from tqdm import tqdm
 
 from nedr.errors import UserError
-from nedr.runtime.backends import cache_dir
+from nedr.export.profiles import format_hw
+from nedr.export.sensitivity import psnr_db
+from nedr.runtime.backends import Backend, cache_dir
 from nedr.runtime.errors import BackendError
 from nedr.runtime.frames import from_batch, pad_hwc, padded_hw, to_batch, to_float
 from nedr.runtime.pipeline import FrameProcessor, RunConfig
@@ -98,7 +100,7 @@ class Loaded:
     """A candidate with its backend activated."""
 
     candidate: cand.Candidate
-    backend: object
+    backend: Backend
     artifact: cand.Artifact | None
     load_s: float
 
@@ -107,14 +109,9 @@ class Loaded:
         return self.candidate.key
 
 
-def _fmt(hw: tuple[int, int]) -> str:
-    return f"{hw[0]}x{hw[1]}"
-
-
-def _psnr(ref: np.ndarray, out: np.ndarray) -> float | None:
-    """PSNR in dB of `out` against `ref` (both in [0, 1]); None when they are identical."""
-    mse = float(np.mean((ref.astype(np.float64) - out.astype(np.float64)) ** 2))
-    return None if mse == 0 else 10 * math.log10(1.0 / mse)
+def _finite(db: float) -> float | None:
+    """A PSNR for the JSON report: None where the outputs are bit-identical (infinite PSNR)."""
+    return None if math.isinf(db) else db
 
 
 def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float | None]:
@@ -122,7 +119,7 @@ def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float | None]:
     from skimage.metrics import structural_similarity
 
     diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "psnr_db": _psnr(ref, out),
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "psnr_db": _finite(psnr_db([out], [ref])[0]),
             "ssim": float(structural_similarity(ref, out, channel_axis=-1, data_range=1.0))}
 
 
@@ -214,13 +211,13 @@ class Bench:
                 self._drop(item, f"failed on the accuracy frames: {exc}")
         ref = self.outputs[cand.REFERENCE_KEY]
         for item in self.loaded:
-            per_frame = [compare(r, o) for r, o in zip(ref, self.outputs[item.key])]
-            psnrs = [f["psnr_db"] for f in per_frame if f["psnr_db"] is not None]
+            outs = self.outputs[item.key]
+            per_frame = [compare(r, o) for r, o in zip(ref, outs)]
+            overall, worst = psnr_db(outs, ref)
             rows.append({"key": item.key, "label": item.candidate.label,
                          "max_abs": max(f["max_abs"] for f in per_frame),
                          "mean_abs": float(np.mean([f["mean_abs"] for f in per_frame])),
-                         "psnr_db": _psnr(np.stack(ref), np.stack(self.outputs[item.key])),
-                         "psnr_min_db": min(psnrs) if psnrs else None,
+                         "psnr_db": _finite(overall), "psnr_min_db": _finite(worst),
                          "ssim": float(np.mean([f["ssim"] for f in per_frame]))})
         return {"size": list(c.accuracy_size), "frames": [n for n, _ in frames], "reference": cand.REFERENCE_KEY,
                 "rows": rows, "note": "network output J (float, before uint8 rounding) against PyTorch FP32 on the "
@@ -248,27 +245,25 @@ class Bench:
                 predicted_s = sum(estimate_ms.values()) * scale * (c.warmup + c.min_iters) / 1000
                 if predicted_s > c.size_budget_s and fast_hw(size, c.fast_size) != size:
                     mode, infer_hw = "fast", fast_hw(size, c.fast_size)
-                    self.say(f"{_fmt(size)}: full resolution would take ~{predicted_s:.0f} s (> {c.size_budget_s:.0f} s "
-                             f"budget): running fast mode (network at {_fmt(infer_hw)})")
+                    self.say(f"{format_hw(size)}: full resolution would take ~{predicted_s:.0f} s (> {c.size_budget_s:.0f} s "
+                             f"budget): running fast mode (network at {format_hw(infer_hw)})")
             image = fit(frame_source, size)
+            batch, frame = to_batch(pad_hwc(to_float(image))), Frame(0, image, 0.0)
             runners, outputs = {}, {}
             for item in self.loaded:
                 if mode == "full":
-                    batch = to_batch(pad_hwc(to_float(image)))
-                    runners[item.key] = (lambda b=item.backend, x=batch: b.infer(x))
+                    runners[item.key] = (lambda b=item.backend: b.infer(batch))
                 else:
-                    proc = _processor(item.backend, infer_hw)
-                    frame = Frame(0, image, 0.0)
-                    runners[item.key] = (lambda p=proc, f=frame: p(f))
+                    runners[item.key] = (lambda p=_processor(item.backend, infer_hw): p(frame))
             for key, run in list(runners.items()):
                 try:
                     out = run()
                 except BackendError as exc:
-                    self._drop(next(i for i in self.loaded if i.key == key), f"failed at {_fmt(size)}: {exc}")
+                    self._drop(next(i for i in self.loaded if i.key == key), f"failed at {format_hw(size)}: {exc}")
                     runners.pop(key)
                     continue
                 outputs[key] = (from_batch(out)[:size[0], :size[1]] if mode == "full" else to_float(out))
-            bar = tqdm(desc=f"speed {_fmt(size)} ({mode})", unit="round", file=sys.stderr)
+            bar = tqdm(desc=f"speed {format_hw(size)} ({mode})", unit="round", file=sys.stderr)
             timings = interleaved(runners, warmup=max(0, c.warmup - 1), min_iters=c.min_iters, max_iters=c.max_iters,
                                   min_seconds=c.min_seconds, on_round=lambda n: bar.update(1))
             bar.close()
