@@ -245,13 +245,13 @@ def bench_upsampling_oracle(frames: int = 4, scales=(0.5, 0.25)) -> dict:
     for scale in scales:
         g, b, times = [], [], []
         for c in clean:
-            s = synthesize(c, 11)
-            truth = (invert(s.hazy, s.t, s.A) * 255 + 0.5).astype(np.uint8)
+            s = synthesize(c, 11, convention="linear")
+            truth = (invert(s.hazy, s.t, s.A, s.convention) * 255 + 0.5).astype(np.uint8)
             h, w = c.shape[:2]
             size = (round(w * scale), round(h * scale))
             small_in = downscale(s.hazy, size)
             small_t = downscale(s.t, size)
-            small_out = invert(small_in, small_t, s.A)
+            small_out = invert(small_in, small_t, s.A, s.convention)
             t0 = time.perf_counter()
             up = guided_upsample(s.hazy, small_in, small_out)
             times.append(time.perf_counter() - t0)

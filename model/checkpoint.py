@@ -15,11 +15,12 @@ from typing import Any, Mapping
 
 import torch
 
-from .network import NeDR
+from .network import Architecture, NeDR
 
 FORMAT_NAME = "nedr"
 DREM_SEED = 20251113
 DEMO_WEIGHTS = "nedr-demo.safetensors"
+BUNDLED = {"nedr": DEMO_WEIGHTS}  # names accepted wherever a checkpoint path is
 
 # Entries of public checkpoints that never influence J or t (model.md §8).
 DEAD_KEYS = re.compile(
@@ -43,6 +44,16 @@ def _listing(keys: list[str]) -> str:
 def default_weights_path() -> Path:
     """The demo weights shipped inside the package (trained as described in their config)."""
     return Path(str(resources.files("nedr.model") / "weights" / DEMO_WEIGHTS))
+
+
+def resolve_weights(path: str | Path | None) -> Path:
+    """A checkpoint path, a bundled name (`BUNDLED`: "nedr" = the demo weights) or None (the demo
+    weights). An existing file wins over a bundled name of the same spelling."""
+    if path is None:
+        return default_weights_path()
+    if str(path) in BUNDLED and not Path(path).exists():
+        return Path(str(resources.files("nedr.model") / "weights" / BUNDLED[str(path)]))
+    return Path(path)
 
 
 def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -127,15 +138,21 @@ def load_checkpoint(path: str | Path | None = None, *, atmosphere: str | None = 
                     guided_filter: bool | None = None) -> NeDR:
     """Build a NeDR in eval mode on the CPU from a public `.pth`, a bare state dict, or our format.
 
-    `path=None` loads the bundled demo weights. `atmosphere` / `guided_filter` default to the
-    checkpoint's config, else to the public outdoor setting (dark channel, filter on).
+    `path=None` or "nedr" loads the bundled demo weights. `atmosphere` / `guided_filter` default to
+    the checkpoint's config, else to the public outdoor setting (dark channel, filter on); the layer
+    sizes come from the config's `architecture` (public sizes when absent).
     """
-    path = Path(path) if path is not None else default_weights_path()
+    path = resolve_weights(path)
     state, config = read_state(path)
     arch = config.get("architecture", {})
+    try:
+        sizes = Architecture.from_config(arch)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: bad architecture in its config ({exc})") from None
     model = NeDR(
         atmosphere=atmosphere or arch.get("atmosphere", "dark_channel"),
         guided_filter=arch.get("guided_filter", True) if guided_filter is None else guided_filter,
+        arch=sizes,
     )
     missing_drem = apply_state(model, state, source=str(path))
     if missing_drem:
@@ -161,7 +178,8 @@ def _metadata(model: NeDR, config: Mapping[str, Any] | None) -> dict[str, str]:
     from nedr import __version__
 
     full = {"format": FORMAT_NAME, "nedr_version": __version__,
-            "architecture": {"atmosphere": model.atmosphere, "guided_filter": model.guided_filter}}
+            "architecture": {"atmosphere": model.atmosphere, "guided_filter": model.guided_filter,
+                             **model.arch.to_config()}}
     full.update(config or {})
     return {"format": FORMAT_NAME, "config": json.dumps(full)}
 

@@ -43,13 +43,18 @@ def random_crop(rng: np.random.Generator, size: int, *arrays: np.ndarray, scale:
 
 
 class SyntheticHaze(Dataset):
-    """Hazy/clean/t crops synthesised on the fly from clean samples; item i is fixed by (seed, i)."""
+    """Hazy/clean/t crops synthesised on the fly from clean samples; item i is fixed by (seed, i).
+
+    `scale` is the range of the random rescale before cropping: below 1 a crop holds more of the
+    scene, so small training crops still see whole-room context.
+    """
 
     def __init__(self, samples: list[Sample], crop: int = 256, length: int = 10**9, seed: int = 0,
-                 scale: tuple[float, float] = (0.4, 1.0)):
+                 scale: tuple[float, float] = (0.4, 1.0), convention: str | None = None):
         if not samples:
             raise DataError("synthetic dataset: no clean samples")
         self.samples, self.crop, self.length, self.seed, self.scale = samples, crop, length, seed, scale
+        self.convention = convention  # None: both conventions, drawn per item
 
     def __len__(self) -> int:
         return self.length
@@ -61,7 +66,7 @@ class SyntheticHaze(Dataset):
             image, depth = random_crop(rng, self.crop, sample.image, sample.depth, scale=self.scale)
         else:
             (image,), depth = random_crop(rng, self.crop, sample.image, scale=self.scale), None
-        h = synthesize(image, rng, depth)
+        h = synthesize(image, rng, depth, self.convention)
         return {"hazy": to_tensor(h.hazy), "clean": to_tensor(h.clean), "t": to_tensor(h.t)}
 
 

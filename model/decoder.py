@@ -49,37 +49,44 @@ def _reflect_conv3(cin: int, cout: int, bias: bool) -> nn.Sequential:
     return nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3, bias=bias))
 
 
+PUBLIC_FEATURES = (32, 64, 128, 256)
+
+
 class Scratch(nn.Module):
-    def __init__(self, backbone_channels: tuple[int, ...]):
+    """`features`: channels of the four fusion levels, finest first (public: 32, 64, 128, 256)."""
+
+    def __init__(self, backbone_channels: tuple[int, ...], features: tuple[int, ...] = PUBLIC_FEATURES):
         super().__init__()
         c1, c2, c3, c4 = backbone_channels
-        self.layer1_rn = _reflect_conv3(c1, 32, bias=False)
-        self.layer2_rn = _reflect_conv3(c2, 64, bias=False)
-        self.layer3_rn = _reflect_conv3(c3, 128, bias=False)
-        self.layer4_rn = _reflect_conv3(c4, 256, bias=False)
-        self.refinenet4 = FusionBlock(256, 128, lateral=False)
-        self.refinenet3 = FusionBlock(128, 64)
-        self.refinenet2 = FusionBlock(64, 32)
-        self.refinenet1 = FusionBlock(32, 32)
+        f1, f2, f3, f4 = features
+        self.layer1_rn = _reflect_conv3(c1, f1, bias=False)
+        self.layer2_rn = _reflect_conv3(c2, f2, bias=False)
+        self.layer3_rn = _reflect_conv3(c3, f3, bias=False)
+        self.layer4_rn = _reflect_conv3(c4, f4, bias=False)
+        self.refinenet4 = FusionBlock(f4, f3, lateral=False)
+        self.refinenet3 = FusionBlock(f3, f2)
+        self.refinenet2 = FusionBlock(f2, f1)
+        self.refinenet1 = FusionBlock(f1, f1)
         self.output_conv = nn.Sequential(
             nn.ReflectionPad2d(1),
-            nn.Conv2d(32, 16, 3),
+            nn.Conv2d(f1, f1 // 2, 3),
             Upsample2x(),
             nn.ReflectionPad2d(1),
-            nn.Conv2d(16, 32, 3),
+            nn.Conv2d(f1 // 2, f1, 3),
             nn.ReLU(),
-            nn.Conv2d(32, 1, 1),
+            nn.Conv2d(f1, 1, 1),
         )
 
 
 class ImplicitMLP(nn.Module):
-    """Holds the LIIF MLP in its public Linear layout (`nrn.imnet.layers.{0,2,4,6}`)."""
+    """Holds the LIIF MLP in its public Linear layout (`nrn.imnet.layers.{0,2,4,6}`): inputs are
+    the 3×3 unfold (9c), 18 coordinate-encoding columns and the 2 cell columns (308 for c = 32)."""
 
-    def __init__(self):
+    def __init__(self, c: int = 32, hidden: int = 256):
         super().__init__()
         self.layers = nn.Sequential(
-            nn.Linear(308, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
-            nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 32),
+            nn.Linear(9 * c + IDRM.EXTRA_COLUMNS, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, c),
         )
 
 
@@ -91,18 +98,21 @@ class IDRM(nn.Module):
     two constant inputs, i.e. a 3×3 conv with a shifted bias (model.md §5).
     """
 
-    UNFOLD = 32 * 9  # columns 0..287 see the 3×3 neighbourhood; 288..305 see zeros
-    CELL_COLUMNS = slice(306, 308)  # a slice, not an index list: no host tensor inside CUDA graphs
+    EXTRA_COLUMNS = 20  # after the 9c unfold columns: 18 that see zeros, then the 2 cell columns
     CELL_VALUE = 2.0
 
-    def __init__(self):
+    def __init__(self, c: int = 32, hidden: int = 256):
         super().__init__()
-        self.imnet = ImplicitMLP()
+        self.c = c
+        self.imnet = ImplicitMLP(c, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         first, hidden1, hidden2, last = self.imnet.layers[0::2]
-        w1 = first.weight[:, : self.UNFOLD].reshape(-1, 32, 3, 3)
-        b1 = first.bias + self.CELL_VALUE * first.weight[:, self.CELL_COLUMNS].sum(dim=1)
+        unfold = 9 * self.c
+        w1 = first.weight[:, :unfold].reshape(-1, self.c, 3, 3)
+        # a slice, not an index list: no host tensor inside CUDA graphs
+        cell = first.weight[:, unfold + self.EXTRA_COLUMNS - 2: unfold + self.EXTRA_COLUMNS]
+        b1 = first.bias + self.CELL_VALUE * cell.sum(dim=1)
         y = F.relu(F.conv2d(x, w1, b1, padding=1))
         y = F.relu(F.conv2d(y, hidden1.weight[:, :, None, None], hidden1.bias))
         y = F.relu(F.conv2d(y, hidden2.weight[:, :, None, None], hidden2.bias))
@@ -110,18 +120,18 @@ class IDRM(nn.Module):
 
 
 class DenseLayer(nn.Module):
-    def __init__(self, cin: int, growth: int):
+    def __init__(self, cin: int, growth: int, kernel: int = 5):
         super().__init__()
-        self.conv = nn.Conv2d(cin, growth, 5, padding=2)
+        self.conv = nn.Conv2d(cin, growth, kernel, padding=kernel // 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, F.relu(self.conv(x))], dim=1)
 
 
 class ResidualDenseBlock(nn.Module):
-    def __init__(self, c: int = 64, growth: int = 64, num_layers: int = 3):
+    def __init__(self, c: int = 64, growth: int = 64, num_layers: int = 3, kernel: int = 5):
         super().__init__()
-        self.layers = nn.Sequential(*[DenseLayer(c + i * growth, growth) for i in range(num_layers)])
+        self.layers = nn.Sequential(*[DenseLayer(c + i * growth, growth, kernel) for i in range(num_layers)])
         self.lff = nn.Conv2d(c + num_layers * growth, c, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,18 +140,26 @@ class ResidualDenseBlock(nn.Module):
 
 class DREM(nn.Module):
     """Dense residual enhancement module, registered and trained (the public code re-creates it
-    randomly on every call; see README "Differences from the public NeDR code")."""
+    randomly on every call; see README "Differences from the public NeDR code").
 
-    def __init__(self, c: int = 32, mid: int = 64):
+    Public shape: width 64, 5×5 kernels, two RDBs (`RDB_1`, `RDB_2`) of three dense layers; the
+    sum feeding `conv_block2` runs over conv1's output and every RDB's.
+    """
+
+    def __init__(self, c: int = 32, mid: int = 64, kernel: int = 5, blocks: int = 2, layers: int = 3):
         super().__init__()
-        self.conv1 = nn.Conv2d(c, mid, 5, padding=2)
-        self.RDB_1 = nn.Sequential(ResidualDenseBlock(mid))
-        self.RDB_2 = nn.Sequential(ResidualDenseBlock(mid))
-        self.conv_block2 = nn.Sequential(nn.Conv2d(mid, mid, 5, padding=2))
-        self.conv2 = nn.Conv2d(mid, c, 5, padding=2)
+        pad = kernel // 2
+        self.blocks = blocks
+        self.conv1 = nn.Conv2d(c, mid, kernel, padding=pad)
+        for i in range(1, blocks + 1):
+            self.add_module(f"RDB_{i}", nn.Sequential(ResidualDenseBlock(mid, mid, layers, kernel)))
+        self.conv_block2 = nn.Sequential(nn.Conv2d(mid, mid, kernel, padding=pad))
+        self.conv2 = nn.Conv2d(mid, c, kernel, padding=pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        o1 = self.conv1(x)
-        o2 = F.relu(self.RDB_1(o1))
-        o3 = F.relu(self.RDB_2(o2))
-        return x - self.conv2(F.relu(self.conv_block2(o1 + o2 + o3)))
+        h = self.conv1(x)
+        total = h
+        for i in range(1, self.blocks + 1):
+            h = F.relu(getattr(self, f"RDB_{i}")(h))
+            total = total + h
+        return x - self.conv2(F.relu(self.conv_block2(total)))

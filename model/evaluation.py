@@ -134,15 +134,17 @@ def load_pairs(pairs: Sequence[Pair]) -> Iterator[tuple[str, np.ndarray, np.ndar
         yield Path(hazy_path).name, hazy, clean
 
 
-def synthetic_heldout(seed: int = 777) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """The held-out synthetic set: haze added to clean images never used in training."""
+def synthetic_heldout(convention: str = "linear", seed: int = 777) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The held-out synthetic set: haze in `convention` ("linear" or "srgb", see
+    `nedr.model.synthesis`) added to clean images never used in training. Each image keeps its
+    depth, density and A across conventions, so the two sets differ only in how haze is blended."""
     from .metrics import to_uint8
     from .samples import heldout_samples
     from .synthesis import synthesize
 
     items = []
     for i, sample in enumerate(heldout_samples()):
-        h = synthesize(sample.image, np.random.default_rng([seed, i]), sample.depth)
+        h = synthesize(sample.image, np.random.default_rng([seed, i]), sample.depth, convention)
         items.append((sample.name, to_uint8(h.hazy), to_uint8(h.clean)))
     return items
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
 from .backbone import EfficientNetLite3Trunk
-from .decoder import DREM, IDRM, Scratch
+from .decoder import DREM, IDRM, PUBLIC_FEATURES, Scratch
 from .kan import KANCID
 from .physics import ATMOSPHERE_MODES, GF_RADIUS, atmospheric_light, guided_filter, recover
 
@@ -16,6 +17,45 @@ T_MIN, T_MAX = 0.05, 0.95
 BETA_MIN, BETA_MAX = 0.6, 1.8
 PAD_MULTIPLE = 32
 MIN_SIZE = 128
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The sizes a lighter NeDR may change; the defaults are the public network (model.md), which
+    public checkpoints and the parity fixture need. Saved in our checkpoint's config."""
+
+    decoder_features: tuple[int, int, int, int] = PUBLIC_FEATURES  # fusion levels, finest first
+    idrm_hidden: int = 256
+    drem_width: int = 64
+    drem_kernel: int = 5
+    drem_blocks: int = 2  # residual dense blocks
+    rdb_layers: int = 3  # dense layers per block
+
+    def __post_init__(self):
+        object.__setattr__(self, "decoder_features", tuple(int(f) for f in self.decoder_features))
+        if len(self.decoder_features) != 4 or min(self.decoder_features) < 2 or self.decoder_features[0] % 2:
+            raise ValueError(f"decoder_features must be 4 channel counts (the first even), got {self.decoder_features}")
+        if self.drem_kernel % 2 == 0 or self.drem_kernel < 1:
+            raise ValueError(f"drem_kernel must be odd, got {self.drem_kernel}")
+        for name in ("idrm_hidden", "drem_width", "drem_blocks", "rdb_layers"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | None) -> "Architecture":
+        """From a checkpoint's `architecture` block (unknown keys are refused, missing ones public)."""
+        config = dict(config or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(config) - known - {"atmosphere", "guided_filter"})
+        if unknown:
+            raise ValueError(f"unknown architecture options {unknown}")
+        return cls(**{k: v for k, v in config.items() if k in known})
+
+    def to_config(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+PUBLIC = Architecture()
 
 
 @dataclass
@@ -31,17 +71,20 @@ class Prediction:
 class NeDR(nn.Module):
     """Predicts t (and β) and inverts the scattering model; J never comes from the decoder directly.
 
-    `atmosphere` ("dark_channel" | "max") and `guided_filter` are plain attributes, switchable
-    after loading.
+    `atmosphere` ("dark_channel" | "max" | "brightest") and `guided_filter` are plain attributes,
+    switchable after loading; `arch` fixes the layer sizes (default: the public network).
     """
 
-    def __init__(self, atmosphere: str = "dark_channel", guided_filter: bool = True):
+    def __init__(self, atmosphere: str = "dark_channel", guided_filter: bool = True, arch: Architecture = PUBLIC):
         super().__init__()
+        self.arch = arch
+        f = arch.decoder_features
         self.pretrained = EfficientNetLite3Trunk()
-        self.scratch = Scratch(EfficientNetLite3Trunk.channels)
-        self.cid_32, self.cid_64, self.cid_128, self.cid_256 = (KANCID(c) for c in (32, 64, 128, 256))
-        self.nrn = IDRM()
-        self.drem = DREM()
+        self.scratch = Scratch(EfficientNetLite3Trunk.channels, f)
+        # attribute names keep the public checkpoint keys (cid_32 … cid_256) whatever the widths
+        self.cid_32, self.cid_64, self.cid_128, self.cid_256 = (KANCID(c) for c in f)
+        self.nrn = IDRM(f[0], arch.idrm_hidden)
+        self.drem = DREM(f[0], arch.drem_width, arch.drem_kernel, arch.drem_blocks, arch.rdb_layers)
         self.final_conv_beta_1 = nn.Sequential(nn.Conv2d(sum(EfficientNetLite3Trunk.channels), 64, 1))
         self.final_conv_beta_2 = nn.Sequential(nn.Conv2d(64, 1, 1))
         self.atmosphere = atmosphere

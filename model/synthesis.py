@@ -1,8 +1,16 @@
-"""Haze synthesis with the scattering model, applied in linear RGB (model.md §1, toolkit.md).
+"""Haze synthesis with the scattering model I = J·t + A·(1 − t), in either of two conventions.
 
-I = J·t + A·(1 − t), t = exp(−β·d), β spatially modulated by smooth noise (non-homogeneous haze),
-A per image in [0.7, 1.0] with a slight tint. Depth is real where it exists (the Middlebury pair),
-else drawn from priors: ground plane, vertical ramp, smooth random field. Deterministic per seed.
+* ``linear``: the physical one: scattering composited in linear RGB, stored back as sRGB.
+* ``srgb``: the blend applied to sRGB code values, as RESIDE (ITS/OTS/SOTS) and most dehazing
+  benchmarks were made. The network inverts the model on the values it sees, so a model trained
+  only on linear haze meets a systematically different haze on those benchmarks.
+
+Density is drawn as a target mean transmission (light haze ≈ 0.8, dense ≈ 0.25) and β solved
+for it, so every density is covered whatever the depth range; β is homogeneous or modulated by
+smooth noise (non-homogeneous haze). A lies in [0.7, 1.0] (near-white included), grey or slightly
+tinted, and is always reported in sRGB values (what the network's `recover` uses). Depth is real
+where it exists (the Middlebury pair), else drawn from outdoor (ground plane, ramp) or indoor
+(room box with furniture planes) priors. Deterministic per seed.
 """
 from __future__ import annotations
 
@@ -11,10 +19,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-BETA_RANGE = (0.6, 1.8)
-A_RANGE = (0.7, 1.0)
-A_TINT = 0.04
-BETA_MODULATION = 0.45  # largest relative swing of β across the image
+CONVENTIONS = ("linear", "srgb")
+A_RANGE = (0.7, 1.0)  # sRGB value of the atmospheric light
+A_TINT = 0.03
+GREY_A_FRACTION = 0.3  # RESIDE draws one grey A; keep that case common
+T_MEAN_RANGE = (0.25, 0.8)  # mean transmission: dense … light haze
+BETA_MODULATION = 0.45  # largest relative swing of β across the image (non-homogeneous haze)
+HOMOGENEOUS_FRACTION = 0.35
+DEPTH_PRIORS = ("ground", "ramp", "field", "room")
 
 
 @dataclass
@@ -22,8 +34,9 @@ class HazySample:
     hazy: np.ndarray  # H×W×3 float32 sRGB in [0, 1]
     clean: np.ndarray  # H×W×3 float32 sRGB in [0, 1]
     t: np.ndarray  # H×W float32 in (0, 1]
-    A: np.ndarray  # 3 float32, linear RGB
-    beta: np.ndarray  # H×W float32 (spatially varying β)
+    A: np.ndarray  # 3 float32, sRGB values
+    beta: np.ndarray  # H×W float32 (spatially varying β, per unit of relative depth)
+    convention: str = "linear"
 
 
 def srgb_to_linear(x: np.ndarray) -> np.ndarray:
@@ -45,22 +58,54 @@ def smooth_field(shape: tuple[int, int], rng: np.random.Generator, cells: int | 
     return (field - lo) / max(hi - lo, 1e-6)
 
 
-def depth_prior(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Relative depth in [0, 1] (1 = far) from one of three scene priors, plus smooth variation."""
+def room_depth(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Depth of a box room seen from inside: floor, ceiling and side walls vanish towards a point,
+    a back wall closes it, and a few fronto-parallel furniture planes stand on the floor."""
     h, w = shape
+    aspect = w / h
+    u = np.linspace(-aspect, aspect, w, dtype=np.float32)[None, :]
+    v = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
+    cx, cy = rng.uniform(-0.35, 0.35) * aspect, rng.uniform(-0.3, 0.3)
+    focal = rng.uniform(0.8, 1.6)
+    half_w, half_h = rng.uniform(0.6, 1.6), rng.uniform(0.5, 1.0)
+    back = rng.uniform(2.5, 7.0)
+    with np.errstate(divide="ignore"):
+        du, dv = u - cx, v - cy
+        walls = np.where(np.abs(du) > 1e-6, focal * half_w / np.abs(du), np.inf)
+        floor_ceiling = np.where(np.abs(dv) > 1e-6, focal * half_h / np.abs(dv), np.inf)
+    z = np.minimum(np.minimum(walls, floor_ceiling), back).astype(np.float32)
+    for _ in range(int(rng.integers(0, 4))):  # furniture: a rectangle standing on the floor
+        fw, fh = rng.uniform(0.15, 0.5) * w, rng.uniform(0.15, 0.5) * h
+        x0 = int(rng.uniform(0, w - fw))
+        y1 = int(rng.uniform(0.6, 1.0) * h)
+        y0 = max(0, int(y1 - fh))
+        region = z[y0:y1, x0:x0 + int(fw)]
+        if region.size:
+            region[...] = np.minimum(region, rng.uniform(0.3, 0.9) * float(np.median(region)))
+    return z
+
+
+def depth_prior(shape: tuple[int, int], rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
+    """Relative depth in [0, 1] (1 = far) from a scene prior (`DEPTH_PRIORS`), plus smooth variation."""
+    h, w = shape
+    kind = kind or DEPTH_PRIORS[int(rng.integers(len(DEPTH_PRIORS)))]
     y = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
     x = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :]
-    kind = rng.integers(3)
-    if kind == 0:  # ground plane below a horizon: depth ∝ 1 / distance below it
+    if kind == "ground":  # ground plane below a horizon: depth ∝ 1 / distance below it
         horizon = rng.uniform(0.2, 0.6)
         below = np.clip((y - horizon) / (1 - horizon), 0.02, 1.0)
         base = np.broadcast_to(np.clip(0.08 / below, 0, 1), (h, w))
-    elif kind == 1:  # vertical ramp with a lateral tilt
+    elif kind == "ramp":  # vertical ramp with a lateral tilt
         tilt = rng.uniform(-0.4, 0.4)
         base = np.clip((1 - y) + tilt * (x - 0.5), 0, None)
-    else:
+    elif kind == "room":
+        base = room_depth(shape, rng)
+        base = base / float(base.max())
+    elif kind == "field":
         base = np.zeros((h, w), np.float32)
-    mix = rng.uniform(0.15, 0.5) if kind < 2 else 1.0
+    else:
+        raise ValueError(f"depth prior must be one of {DEPTH_PRIORS}, got {kind!r}")
+    mix = 1.0 if kind == "field" else rng.uniform(0.05, 0.2) if kind == "room" else rng.uniform(0.15, 0.5)
     d = (1 - mix) * base + mix * smooth_field(shape, rng)
     d = d - d.min()
     return (d / max(float(d.max()), 1e-6)).astype(np.float32)
@@ -72,24 +117,60 @@ def normalise_depth(depth: np.ndarray) -> np.ndarray:
     return np.clip((depth - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
 
 
-def synthesize(clean: np.ndarray, seed: int | np.random.Generator, depth: np.ndarray | None = None) -> HazySample:
-    """Add haze to a clean sRGB image (uint8 or float in [0, 1]); `depth` in any unit, else a prior."""
+def solve_beta(d: np.ndarray, shape: np.ndarray, t_mean: float, iters: int = 30) -> float:
+    """β₀ with mean(exp(−β₀·shape·d)) = t_mean (bisection: the mean falls monotonically in β₀)."""
+    sd = (shape * d)[::4, ::4].astype(np.float64)  # a subsample is exact enough for a mean
+    lo, hi = 0.0, 1.0
+    while np.exp(-hi * sd).mean() > t_mean:
+        hi *= 2
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if np.exp(-mid * sd).mean() > t_mean else (lo, mid)
+    return (lo + hi) / 2
+
+
+def draw_atmosphere(rng: np.random.Generator) -> np.ndarray:
+    level = rng.uniform(*A_RANGE)
+    tint = 0.0 if rng.random() < GREY_A_FRACTION else rng.uniform(-A_TINT, A_TINT, 3)
+    return np.clip(level + tint * np.ones(3), 0.0, 1.0).astype(np.float32)
+
+
+def synthesize(clean: np.ndarray, seed: int | np.random.Generator, depth: np.ndarray | None = None,
+               convention: str | None = None, t_mean: float | None = None) -> HazySample:
+    """Add haze to a clean sRGB image (uint8 or float in [0, 1]).
+
+    `depth` in any unit, else a prior; `convention` one of `CONVENTIONS` (None: drawn per image);
+    `t_mean` the mean transmission (None: drawn from `T_MEAN_RANGE`).
+    """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    convention = convention or CONVENTIONS[int(rng.integers(len(CONVENTIONS)))]
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     j = clean.astype(np.float32) / 255.0 if clean.dtype == np.uint8 else clean.astype(np.float32)
     h, w = j.shape[:2]
     rel = normalise_depth(depth) if depth is not None else depth_prior((h, w), rng)
-    near, far = rng.uniform(0.05, 0.3), rng.uniform(0.5, 1.4)
-    d = near + (far - near) * rel
-    beta0 = rng.uniform(*BETA_RANGE)
-    swing = rng.uniform(0.0, BETA_MODULATION)
-    beta = (beta0 * (1 + swing * (2 * smooth_field((h, w), rng) - 1))).astype(np.float32)
+    d = rng.uniform(0.05, 0.3) + (1 - rng.uniform(0.05, 0.3)) * rel
+    swing = 0.0 if rng.random() < HOMOGENEOUS_FRACTION else rng.uniform(0.0, BETA_MODULATION)
+    shape = (1 + swing * (2 * smooth_field((h, w), rng) - 1)).astype(np.float32)
+    target = rng.uniform(*T_MEAN_RANGE) if t_mean is None else t_mean
+    beta = (solve_beta(d, shape, target) * shape).astype(np.float32)
     t = np.exp(-beta * d).astype(np.float32)
-    a = np.clip(rng.uniform(*A_RANGE) + rng.uniform(-A_TINT, A_TINT, 3), 0.0, 1.0).astype(np.float32)
-    lin = srgb_to_linear(j) * t[..., None] + a * (1 - t[..., None])
-    return HazySample(linear_to_srgb(lin), j, t, a, beta)
+    a = draw_atmosphere(rng)
+    return HazySample(composite(j, t, a, convention), j, t, a, beta, convention)
 
 
-def invert(hazy: np.ndarray, t: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Recover J from the true t and A (the synthesis run backwards, in linear RGB)."""
-    lin = (srgb_to_linear(hazy) - a) / t[..., None] + a
-    return linear_to_srgb(lin)
+def composite(clean: np.ndarray, t: np.ndarray, a: np.ndarray, convention: str) -> np.ndarray:
+    """I = J·t + A·(1 − t) for float sRGB J in [0, 1], H×W t and sRGB A, in `convention`."""
+    tt = t[..., None] if t.ndim == 2 else t
+    if convention == "linear":
+        return linear_to_srgb(srgb_to_linear(clean) * tt + srgb_to_linear(np.asarray(a, np.float32)) * (1 - tt))
+    return np.clip(clean * tt + a * (1 - tt), 0.0, 1.0).astype(np.float32)
+
+
+def invert(hazy: np.ndarray, t: np.ndarray, a: np.ndarray, convention: str = "linear") -> np.ndarray:
+    """Recover J from the true t and A (`a` in sRGB values), running the synthesis backwards."""
+    tt = t[..., None]
+    if convention == "srgb":
+        return np.clip((hazy - a) / tt + a, 0.0, 1.0).astype(np.float32)
+    a_lin = srgb_to_linear(np.asarray(a, np.float32))
+    return linear_to_srgb((srgb_to_linear(hazy) - a_lin) / tt + a_lin)

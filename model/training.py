@@ -44,6 +44,7 @@ class TrainConfig:
     ckpt_every: int = 500
     val_count: int = 8
     atmosphere: str = "dark_channel"
+    freeze_bn: bool = False  # keep BatchNorm statistics fixed (fine-tuning with small batches)
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "synthetic"})
 
     def __post_init__(self):
@@ -149,6 +150,15 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, float]] = []
 
+    def train_mode(self) -> None:
+        """Training mode, with BatchNorm left in eval mode under `freeze_bn`: batch statistics of
+        a few small crops are noisier than the running statistics the weights were trained with."""
+        self.model.train()
+        if self.cfg.freeze_bn:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
     @property
     def state_path(self) -> Path:
         return self.out / "train_state.pt"
@@ -185,7 +195,7 @@ class Trainer:
                 a = (j.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
                 b = (item["clean"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
                 scores_s.append(structural_similarity(a, b, channel_axis=-1, data_range=255))
-        self.model.train()
+        self.train_mode()
         return {"val_psnr": float(np.mean(scores_p)), "val_ssim": float(np.mean(scores_s))}
 
     def _log_row(self, row: dict[str, float]) -> None:
@@ -207,7 +217,7 @@ class Trainer:
                             sampler=StepSampler(self.step, stop, self.cfg.batch),
                             num_workers=self.cfg.workers, pin_memory=self.device.type == "cuda",
                             persistent_workers=False, drop_last=True)
-        self.model.train()
+        self.train_mode()
         start = time.time()
         running: dict[str, list[float]] = {}
         bar = tqdm(loader, total=stop - self.step, initial=0, desc=f"train {self.cfg.preset}", unit="step")

@@ -1,6 +1,7 @@
 """Pairing of hazy/clean folders (RESIDE names, error messages) and the evaluate() loop."""
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -156,3 +157,24 @@ def test_evaluate_rejects_bad_output(pairs):
 def test_model_dehazer(pairs, small_model):
     result = evaluate(model_dehazer(small_model), pairs[:1], progress=False)
     assert result["count"] == 1 and np.isfinite(result["mean"]["psnr"])
+
+
+def test_cli_scores_every_set_and_method_in_one_table(pairs, tmp_path, capsys):
+    """`nedr eval --pairs DIR --synthetic --baseline dcp hazy`: both conventions of the held-out
+    set and the real pairs, one row per (set, method), the JSON holding every per-image score."""
+    from nedr.cli import main
+
+    report = tmp_path / "eval.json"
+    assert main(["eval", "--pairs", str(tmp_path), "--synthetic", "--baseline", "dcp", "hazy",
+                 "--json", str(report)]) == 0
+    table = capsys.readouterr().out
+    out = json.loads(report.read_text())["reports"]
+    assert [(r["set"], r["method"]) for r in out] == [
+        (s, m) for s in (str(tmp_path), "held-out synthetic (linear)", "held-out synthetic (srgb)")
+        for m in ("dark channel prior", "hazy input")]
+    for r in out:
+        assert f"| {r['set']} | {r['method']} | {r['mean']['psnr']:.2f} |" in table
+    by = {(r["set"], r["method"]): r["mean"]["psnr"] for r in out}
+    lin, srgb = "held-out synthetic (linear)", "held-out synthetic (srgb)"
+    assert by[(lin, "hazy input")] != by[(srgb, "hazy input")]  # the conventions give different haze
+    assert out[2]["count"] == out[4]["count"] > 5

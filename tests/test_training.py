@@ -10,13 +10,16 @@ import math
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 import skimage.data
 import torch
 
 from nedr.model import load_checkpoint
 from nedr.model.datasets import SyntheticHaze
-from nedr.model.samples import Sample, save_bank
+from nedr.model.imageio import DataError
+from nedr.model.samples import Sample, folder_samples, save_bank
 from nedr.model.training import TrainConfig, Trainer
 
 CROP = 64
@@ -86,13 +89,46 @@ def test_training_log_csv(runs):
     assert math.isfinite(float(rows[-1]["val_psnr"])) and 0 < float(rows[-1]["val_ssim"]) <= 1
 
 
+def test_frozen_batchnorm_keeps_running_statistics(tmp_path):
+    cfg = config(freeze_bn=True)
+    trainer = Trainer(cfg, SyntheticHaze(astronaut(), crop=CROP, seed=0), tmp_path)
+    bn = trainer.model.pretrained.layer1[1]
+    before = bn.running_mean.clone()
+    trainer.train_mode()
+    assert trainer.model.training and not bn.training
+    trainer.objective.step(next(iter(torch.utils.data.DataLoader(trainer.train_data, batch_size=1))), 1.0)
+    assert torch.equal(bn.running_mean, before)
+
+
+def test_folder_samples_reads_nested_images_and_shrinks_large_ones(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    assert cv2.imwrite(str(tmp_path / "a" / "small.png"), np.full((300, 400, 3), 90, np.uint8))
+    assert cv2.imwrite(str(tmp_path / "a" / "b" / "large.jpg"), np.full((2000, 3000, 3), 200, np.uint8))
+    (tmp_path / "a" / "manifest.csv").write_text("file\n")
+    samples = folder_samples([tmp_path / "a"], max_side=1024)
+    assert [s.name for s in samples] == ["a/b/large", "a/small"]
+    assert samples[0].image.shape == (683, 1024, 3) and samples[1].image.shape == (300, 400, 3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no images"):
+        folder_samples([tmp_path / "empty"])
+    with pytest.raises(DataError, match="not found"):
+        folder_samples([tmp_path / "nope"])
+
+
 def test_cli_train_smoke(tmp_path):
     bank = save_bank(astronaut(), tmp_path / "bank.npz")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    assert cv2.imwrite(str(photos / "room.png"), skimage.data.chelsea()[..., ::-1])
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "nedr.cli", "train", "--steps", "2", "--batch", "1", "--crop", str(CROP),
-           "--workers", "0", "--val-every", "0", "--ckpt-every", "0", "--bank", str(bank), "-o", str(out)]
+           "--workers", "0", "--val-every", "0", "--ckpt-every", "0", "--bank", str(bank), "-o", str(out),
+           "--sources", str(photos), "--freeze-bn", "--convention", "srgb"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "train_log.csv").is_file() and (out / "train_state.pt").is_file()
     model = load_checkpoint(out / "final.safetensors")
-    assert model.config["training"]["steps_done"] == 2
+    training = model.config["training"]
+    assert training["steps_done"] == 2 and training["freeze_bn"] is True
+    assert training["data"]["sources"] == [str(photos)] and training["data"]["convention"] == "srgb"
+    assert model.atmosphere == "brightest" == training["atmosphere"]  # the training A is the weights' default

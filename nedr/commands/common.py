@@ -7,7 +7,7 @@ import argparse
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", "-c", default=None,
                         help="weights: public .pth, state dict, or nedr .safetensors (default: bundled demo weights)")
-    parser.add_argument("--atmosphere", choices=("dark_channel", "max"), default=None,
+    parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default=None,
                         help="atmospheric light estimate (default: the checkpoint's setting)")
     parser.add_argument("--guided-filter", action=argparse.BooleanOptionalAction, default=None,
                         help="refine t with the guided filter (default: the checkpoint's setting)")

@@ -1,4 +1,9 @@
-"""Score dehazing against ground truth: PSNR (uint8 RGB) and SSIM (scikit-image), per image and mean."""
+"""Score dehazing against ground truth: PSNR (uint8 RGB) and SSIM (scikit-image), per image and mean.
+
+One call can score several sets (real pairs, the held-out synthetic set in either haze
+convention) and several methods (the network, the dark channel prior, the hazy input), so the
+comparison table a user needs to trust the model comes from one command.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,17 +14,20 @@ from nedr.errors import UserError
 
 from .common import add_device_option, add_model_options, load_model
 
-HELP = "PSNR/SSIM on paired hazy/ground-truth folders"
+HELP = "PSNR/SSIM on paired hazy/ground-truth folders and the held-out synthetic set"
+METHODS = ("model", "dcp", "hazy")
+CONVENTIONS = ("linear", "srgb")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", help="folder with hazy/ and gt/ (or clear/, clean/) subfolders")
     parser.add_argument("--hazy", help="hazy folder (with --clean, instead of --pairs)")
     parser.add_argument("--clean", help="ground-truth folder")
-    parser.add_argument("--synthetic", action="store_true",
-                        help="score the held-out synthetic set (bundled clean images never used in training)")
-    parser.add_argument("--baseline", choices=("model", "dcp", "hazy"), default="model",
-                        help="what to score: the network (default), the dark channel prior, or the hazy input")
+    parser.add_argument("--synthetic", nargs="?", const="both", choices=(*CONVENTIONS, "both"), default=None,
+                        help="also score the held-out synthetic set (clean images never used in training), haze "
+                             "blended in linear RGB, on sRGB values (as RESIDE/SOTS), or both (default)")
+    parser.add_argument("--baseline", nargs="+", choices=METHODS, default=["model"], metavar="METHOD",
+                        help="what to score, one or more of: model (default), dcp (dark channel prior), hazy (input)")
     parser.add_argument("--crop", type=int, default=0, help="border pixels to drop per side before scoring")
     parser.add_argument("--json", help="write the full report here")
     add_model_options(parser)
@@ -27,34 +35,62 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from nedr.benchmarks.dcp import dehaze_dcp
-    from nedr.model.evaluation import (evaluate, find_pair_dirs, hazy_input, model_dehazer, pair_images,
-                                       synthetic_heldout)
+def _sets(args: argparse.Namespace) -> dict[str, list]:
+    from nedr.model.evaluation import find_pair_dirs, pair_images, synthetic_heldout
 
+    sets: dict[str, list] = {}
+    if args.pairs:
+        sets[str(args.pairs)] = pair_images(*find_pair_dirs(args.pairs))
+    elif args.hazy or args.clean:
+        if not (args.hazy and args.clean):
+            raise UserError("--hazy and --clean go together")
+        sets[str(args.hazy)] = pair_images(args.hazy, args.clean)
     if args.synthetic:
-        pairs = synthetic_heldout()
-    elif args.pairs:
-        pairs = pair_images(*find_pair_dirs(args.pairs))
-    elif args.hazy and args.clean:
-        pairs = pair_images(args.hazy, args.clean)
-    else:
-        raise UserError("give --pairs DIR, --hazy DIR and --clean DIR, or --synthetic")
-    if args.baseline == "dcp":
-        fn, label = dehaze_dcp, "dark channel prior"
-    elif args.baseline == "hazy":
-        fn, label = hazy_input, "hazy input"
-    else:
-        model = load_model(args)
-        fn = model_dehazer(model)
-        label = f"NeDR ({args.checkpoint or 'demo weights'}; A={model.atmosphere}, guided filter {'on' if model.guided_filter else 'off'})"
-    report = evaluate(fn, pairs, crop=args.crop)
-    report["method"] = label
-    report["metrics"] = "PSNR on uint8 RGB; SSIM skimage structural_similarity(channel_axis=-1, data_range=255)"
-    for row in report["rows"]:
-        print(f"{row['name']:<24} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}")
-    mean = report["mean"]
-    print(f"{label}: mean PSNR {mean['psnr']:.2f} dB, SSIM {mean['ssim']:.4f} over {report['count']} pairs (crop {args.crop})")
+        for convention in CONVENTIONS if args.synthetic == "both" else (args.synthetic,):
+            sets[f"held-out synthetic ({convention})"] = synthetic_heldout(convention)
+    if not sets:
+        raise UserError("give --pairs DIR, --hazy DIR and --clean DIR, and/or --synthetic")
+    return sets
+
+
+def _methods(args: argparse.Namespace) -> dict[str, object]:
+    from nedr.benchmarks.dcp import dehaze_dcp
+    from nedr.model.evaluation import hazy_input, model_dehazer
+
+    methods: dict[str, object] = {}
+    for name in dict.fromkeys(args.baseline):
+        if name == "dcp":
+            methods["dark channel prior"] = dehaze_dcp
+        elif name == "hazy":
+            methods["hazy input"] = hazy_input
+        else:
+            model = load_model(args)
+            label = (f"NeDR ({args.checkpoint or 'demo weights'}; A={model.atmosphere}, "
+                     f"guided filter {'on' if model.guided_filter else 'off'})")
+            methods[label] = model_dehazer(model)
+    return methods
+
+
+def run(args: argparse.Namespace) -> int:
+    from nedr.model.evaluation import evaluate
+
+    sets, methods = _sets(args), _methods(args)
+    single = len(sets) * len(methods) == 1
+    reports = []
+    for set_name, pairs in sets.items():
+        for label, fn in methods.items():
+            report = evaluate(fn, pairs, crop=args.crop)
+            report.update(set=set_name, method=label)
+            reports.append(report)
+            if single:
+                for row in report["rows"]:
+                    print(f"{row['name']:<24} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}")
+    print(f"\n| set | method | PSNR (dB) | SSIM | images |\n|---|---|---:|---:|---:|")
+    for r in reports:
+        print(f"| {r['set']} | {r['method']} | {r['mean']['psnr']:.2f} | {r['mean']['ssim']:.4f} | {r['count']} |")
+    print(f"(PSNR on uint8 RGB; SSIM skimage structural_similarity(channel_axis=-1, data_range=255); crop {args.crop})")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1, default=str))
+        out = {"metrics": "PSNR on uint8 RGB; SSIM skimage structural_similarity(channel_axis=-1, data_range=255)",
+               "crop": args.crop, "reports": reports}
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     return 0

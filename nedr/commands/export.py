@@ -24,7 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--static", type=_hw, default=None, metavar="HxW",
                         help="fixed 1×3×H×W input (default: dynamic N, H, W; H and W multiples of 32, >= 128)")
     parser.add_argument("--with-transmission", action="store_true", help="second output `transmission` (N×1×H×W)")
-    parser.add_argument("--atmosphere", choices=("dark_channel", "max"), default=None)
+    parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default=None)
     parser.add_argument("--guided-filter", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--fast", type=_hw, default=None, metavar="HxW",
                         help="fast variant: the network runs at HxW inside the graph and guided local-affine "

@@ -63,15 +63,14 @@ class HazeLayer:
     def __call__(self, rgb8):
         import numpy as np
 
-        from nedr.model.synthesis import linear_to_srgb, srgb_to_linear, synthesize
+        from nedr.model.synthesis import composite, synthesize
 
         key = rgb8.shape[:2]
         if key not in self._fields:
-            sample = synthesize(rgb8, self.seed)
+            sample = synthesize(rgb8, self.seed, convention="linear")
             self._fields[key] = (sample.t[..., None], sample.A)
         t, a = self._fields[key]
-        lin = srgb_to_linear(rgb8.astype(np.float32) * (1.0 / 255.0)) * t + a * (1.0 - t)
-        return (linear_to_srgb(lin) * 255.0 + 0.5).astype(np.uint8)
+        return (composite(rgb8.astype(np.float32) * (1.0 / 255.0), t, a, "linear") * 255.0 + 0.5).astype(np.uint8)
 
 
 def sample_source():

@@ -17,6 +17,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--clean", help="folder of clean images")
     data.add_argument("--paired", action="store_true", help="hazy/clean files are pairs (matched by name, RESIDE names too)")
     data.add_argument("--bank", help="a sample bank .npz (nedr.model.samples.save_bank) instead of the bundled samples")
+    data.add_argument("--sources", nargs="+", default=[], metavar="DIR",
+                      help="extra folders of clean photos for synthetic haze (searched recursively; docs/training-data.md)")
+    data.add_argument("--convention", choices=("linear", "srgb"), default=None,
+                      help="haze synthesis convention (default: both, drawn per crop)")
+    data.add_argument("--scale", type=float, nargs=2, default=(0.4, 1.0), metavar=("MIN", "MAX"),
+                      help="random rescale range of a source before cropping (default: 0.4 1.0)")
     parser.add_argument("-o", "--output", default="nedr-train", help="run folder: log, train_state.pt, final weights")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=4)
@@ -30,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds (state is saved)")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/train_state.pt")
     parser.add_argument("--init", help="start from these weights (fine-tuning)")
+    parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default="brightest",
+                        help="A estimate used in training (and saved as the weights' default)")
+    parser.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed (fine-tuning)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     parser.set_defaults(handler=run)
@@ -39,7 +48,7 @@ def build_datasets(args: argparse.Namespace, crop: int, seed: int):
     """(train, validation) datasets for the chosen data source; validation may be None."""
     from nedr.model.datasets import FolderImages, PairedFolders, SyntheticHaze, UnpairedFolders
     from nedr.model.evaluation import pair_images
-    from nedr.model.samples import heldout_samples, load_bank, training_samples
+    from nedr.model.samples import folder_samples, heldout_samples, load_bank, training_samples
 
     if args.hazy or args.clean:
         if not (args.hazy and args.clean):
@@ -49,9 +58,12 @@ def build_datasets(args: argparse.Namespace, crop: int, seed: int):
         if args.preset != "paper":
             raise UserError("unpaired folders need --preset paper (or pass --paired)")
         return UnpairedFolders(FolderImages(args.hazy, crop, seed, 10**9), FolderImages(args.clean, crop, seed + 1, 10**9)), None
-    train = load_bank(args.bank) if args.bank else training_samples()
+    if args.bank:
+        train = load_bank(args.bank) + folder_samples(args.sources)
+    else:
+        train = training_samples(args.sources)
     val = SyntheticHaze(heldout_samples(), 256, seed=777, scale=(1.0, 1.0)) if args.val_every > 0 else None
-    return SyntheticHaze(train, crop, seed), val
+    return SyntheticHaze(train, crop, seed, scale=tuple(args.scale), convention=args.convention), val
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig(preset=args.preset, steps=args.steps, batch=args.batch, crop=args.crop, lr=lr,
                           lr_milestones=args.lr_milestones, seed=args.seed, device=args.device,
                           amp=not args.no_amp, workers=args.workers, val_every=args.val_every,
-                          ckpt_every=args.ckpt_every,
-                          data={"hazy": args.hazy, "clean": args.clean, "paired": args.paired, "bank": args.bank})
+                          ckpt_every=args.ckpt_every, atmosphere=args.atmosphere, freeze_bn=args.freeze_bn,
+                          data={"hazy": args.hazy, "clean": args.clean, "paired": args.paired, "bank": args.bank,
+                                "sources": args.sources, "convention": args.convention or "both",
+                                "scale": list(args.scale)})
     except ValueError as exc:
         raise UserError(str(exc)) from None
     train, val = build_datasets(args, cfg.crop, cfg.seed)
