@@ -51,7 +51,7 @@ def resolve_weights(path: str | Path | None) -> Path:
     weights). An existing file wins over a bundled name of the same spelling."""
     if path is None:
         return default_weights_path()
-    if str(path) in BUNDLED and not Path(path).exists():
+    if str(path) in BUNDLED and not Path(path).is_file():
         return Path(str(resources.files("nedr.model") / "weights" / BUNDLED[str(path)]))
     return Path(path)
 

@@ -56,6 +56,9 @@ class Architecture:
 
 
 PUBLIC = Architecture()
+# nedr-s: DREM at half width with 3×3 kernels and one dense block, a narrow IDRM; backbone, fusion
+# decoder and KAN-CID keep the public sizes, so they start from the full model's weights.
+ARCHITECTURES = {"nedr": PUBLIC, "nedr-s": Architecture(drem_width=32, drem_kernel=3, drem_blocks=1, idrm_hidden=64)}
 
 
 @dataclass

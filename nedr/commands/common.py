@@ -6,7 +6,7 @@ import argparse
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", "-c", default=None,
-                        help="weights: public .pth, state dict, or nedr .safetensors (default: bundled demo weights)")
+                        help="weights: public .pth, state dict, nedr .safetensors, or a bundled name (nedr = the demo weights, the default)")
     parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default=None,
                         help="atmospheric light estimate (default: the checkpoint's setting)")
     parser.add_argument("--guided-filter", action=argparse.BooleanOptionalAction, default=None,

@@ -18,7 +18,7 @@ def _hw(text: str) -> tuple[int, int]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", default=None,
-                        help="public .pth, state dict or nedr .safetensors (default: bundled demo weights)")
+                        help="public .pth, state dict, nedr .safetensors or a bundled name (nedr; default: the demo weights)")
     parser.add_argument("-o", "--output", default="nedr.onnx", help="output .onnx (default: nedr.onnx)")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--static", type=_hw, default=None, metavar="HxW",
@@ -40,12 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from nedr.export import convert_fp16, export_checkpoint, verify_onnx
     from nedr.model import load_checkpoint
-    from nedr.model.checkpoint import default_weights_path
+    from nedr.model.checkpoint import resolve_weights
 
     out = Path(args.output)
     if out.suffix != ".onnx":
         raise UserError(f"{out}: output must end in .onnx")
-    checkpoint = args.checkpoint or default_weights_path()
+    checkpoint = resolve_weights(args.checkpoint)
     fp32_path = out if args.precision == "fp32" else out.with_name(out.stem + ".fp32.onnx")
     if args.fast:
         return _export_fast(args, checkpoint, out)

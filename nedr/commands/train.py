@@ -39,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default="brightest",
                         help="A estimate used in training (and saved as the weights' default)")
     parser.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed (fine-tuning)")
+    parser.add_argument("--arch", choices=("nedr", "nedr-s"), default="nedr",
+                        help="layer sizes: nedr (public network) or nedr-s (light variant; --init from full weights "
+                             "copies every layer whose shape matches)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     parser.set_defaults(handler=run)
@@ -67,6 +70,7 @@ def build_datasets(args: argparse.Namespace, crop: int, seed: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    from nedr.model.network import ARCHITECTURES
     from nedr.model.training import TrainConfig, Trainer
 
     lr = args.lr or (2e-4 if args.preset == "supervised" else 1e-4)
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
                           lr_milestones=args.lr_milestones, seed=args.seed, device=args.device,
                           amp=not args.no_amp, workers=args.workers, val_every=args.val_every,
                           ckpt_every=args.ckpt_every, atmosphere=args.atmosphere, freeze_bn=args.freeze_bn,
+                          architecture=ARCHITECTURES[args.arch].to_config(),
                           data={"hazy": args.hazy, "clean": args.clean, "paired": args.paired, "bank": args.bank,
                                 "sources": args.sources, "convention": args.convention or "both",
                                 "scale": list(args.scale)})
@@ -82,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     train, val = build_datasets(args, cfg.crop, cfg.seed)
     trainer = Trainer(cfg, train, args.output, val, init=args.init)
+    if trainer.init_transfer:
+        t = trainer.init_transfer
+        print(f"--init {args.init}: copied {t['copied']} of {t['total']} entries "
+              f"({t['copied_parameters']:,} of {t['total_parameters']:,} parameters); the rest start fresh")
     if args.resume:
         if not trainer.state_path.is_file():
             raise UserError(f"{trainer.state_path}: nothing to resume")
