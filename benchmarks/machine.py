@@ -108,3 +108,69 @@ def peak_rss_mib() -> float | None:
     """Peak resident set size since the last `reset_peak_rss` (or process start)."""
     kib = _status_kib("VmHWM")
     return None if kib is None else kib / 1024
+
+
+PEAK_CONV = {"channels": 64, "kernel": 5, "hw": (128, 128)}  # DREM's dominant layer, at its 128² level
+
+
+def conv_peak_gmac_s(threads: int, seconds: float = 1.5) -> dict:
+    """The machine's dense-convolution rate: the best of repeated ONNX Runtime (CPU) calls of one
+    5×5 64→64 conv, DREM's dominant layer, at the same thread count as the benchmark.
+
+    It is the ceiling a backend's achieved GMAC/s is read against: a backend near it can only get
+    faster by doing fewer operations (a lighter network, INT8 where the CPU has VNNI, fast mode).
+    """
+    import time
+
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    c, k, (h, w) = PEAK_CONV["channels"], PEAK_CONV["kernel"], PEAK_CONV["hw"]
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.standard_normal((c, c, k, k)).astype(np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[k // 2] * 4)
+    graph = helper.make_graph([node], "peak_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, h, w])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 9)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((1, c, h, w)).astype(np.float32)
+    gmac = c * c * k * k * h * w / 1e9
+    session.run(None, {"x": x})  # warm-up: kernel selection, packing
+    best, calls, start = float("inf"), 0, time.perf_counter()
+    while calls < 5 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        session.run(None, {"x": x})
+        best = min(best, time.perf_counter() - t0)
+        calls += 1
+    return {"gmac_s": gmac / best, "what": f"ONNX Runtime CPU conv {k}×{k} {c}→{c} at {h}×{w}, best of {calls} calls",
+            "threads": threads}
+
+
+def cuda_conv_peak_gmac_s(seconds: float = 1.0) -> dict:
+    """The same layer in PyTorch on the GPU, FP16 channels_last (tensor cores), batch 8 so the GPU
+    is full: the ceiling for the GPU rows."""
+    import time
+
+    import torch
+
+    c, k, (h, w) = PEAK_CONV["channels"], PEAK_CONV["kernel"], PEAK_CONV["hw"]
+    conv = torch.nn.Conv2d(c, c, k, padding=k // 2, bias=False).cuda().half().to(memory_format=torch.channels_last)
+    x = torch.randn(8, c, h, w, device="cuda", dtype=torch.half).to(memory_format=torch.channels_last)
+    torch.backends.cudnn.benchmark = True
+    with torch.no_grad():
+        for _ in range(3):
+            conv(x)
+        torch.cuda.synchronize()
+        calls, start = 0, time.perf_counter()
+        while calls < 20 or time.perf_counter() - start < seconds:
+            conv(x)
+            calls += 1
+        torch.cuda.synchronize()
+    per_call = (time.perf_counter() - start) / calls
+    return {"gmac_s": 8 * c * c * k * k * h * w / 1e9 / per_call,
+            "what": f"PyTorch CUDA FP16 channels_last conv {k}×{k} {c}→{c}, 8×{h}×{w}, mean of {calls} calls"}

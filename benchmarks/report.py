@@ -45,10 +45,23 @@ def _hw(size) -> str:
 
 # --------------------------------------------------------------------------- markdown
 
+def _rate(row: dict) -> str:
+    if row.get("gmac_per_s") is None:
+        return "—"
+    share = row.get("fraction_of_peak")
+    return _num(row["gmac_per_s"], 1) + (f" ({100 * share:.0f} %)" if share is not None else "")
+
+
+def _peaks(machine: dict) -> str:
+    peaks = machine.get("conv_peak") or {}
+    return "; ".join(f"{dev}: {_num(p['gmac_s'], 1)} GMAC/s ({p['what']})" for dev, p in peaks.items()) or "not measured"
+
+
 def _speed_table(report: dict) -> list[str]:
     labels = {c["key"]: c["label"] for c in report["candidates"]}
-    lines = ["| size | backend | mode | p50 ms | p95 ms | p99 ms | frames/s | × PyTorch FP32 | max abs Δ | peak RSS MiB | peak CUDA MiB |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| size | backend | mode | p50 ms | p95 ms | p99 ms | frames/s | × PyTorch FP32 | max abs Δ | GMAC | GMAC/s (% of peak) "
+             "| peak RSS MiB | peak CUDA MiB |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in report["speed"]:
         mode = "full" if row["mode"] == "full" else f"fast (net {_hw(row['network_input'])})"
         if row["padded_to"] != row["network_input"]:
@@ -56,6 +69,7 @@ def _speed_table(report: dict) -> list[str]:
         lines.append(f"| {_hw(row['size'])} | {labels.get(row['key'], row['key'])} | {mode} | {_num(row['p50_ms'])} | "
                      f"{_num(row['p95_ms'])} | {_num(row['p99_ms'])} | {_num(row['fps'], 2)} | "
                      f"×{_num(row['speedup_vs_reference'], 2)} | {row['max_abs_vs_reference']:.1e} | "
+                     f"{_num(row.get('gmac_per_frame'), 1)} | {_rate(row)} | "
                      f"{_num(row.get('peak_rss_mib'), 0)} | {_num(row.get('peak_gpu_mib'), 0)} |")
     return lines
 
@@ -110,7 +124,8 @@ def render_markdown(report: dict, plots: list[str], grid: str | None) -> str:
              f"- **GPU**: {gpu}",
              f"- **Load average** at start {m.get('load_avg_at_start')}, at end {m.get('load_avg_at_end')}",
              "- **Versions**: " + ", ".join(f"{k} {val}" for k, val in v.items()),
-             f"- **Model**: {report['model']['checkpoint']}", "",
+             f"- **Model**: {report['model']['checkpoint']}",
+             f"- **Dense-conv peak** (the ceiling for the GMAC/s column): {_peaks(m)}", "",
              "Speed ratios compare backends timed round-robin in the same run; warm-up excluded; "
              f"at least {s['min_iters']} timed calls each (more while under {s['min_seconds']} s per backend). "
              "Full mode times the network call on a padded float frame; fast mode times the whole frame "

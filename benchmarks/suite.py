@@ -36,8 +36,10 @@ from nedr.runtime.pipeline import FrameProcessor, RunConfig
 from nedr.runtime.sources import Frame
 
 from . import candidates as cand
+from nedr.model.complexity import gmac_per_frame
+
 from .frames import fit, real_frames
-from .machine import cpu_info, gpu_info, load_average, versions
+from .machine import conv_peak_gmac_s, cpu_info, cuda_conv_peak_gmac_s, gpu_info, load_average, versions
 from .memory import measure_peaks
 from .timing import interleaved
 
@@ -155,6 +157,8 @@ class Bench:
         self.not_run: list[dict[str, str]] = []
         self.notes: list[str] = []
         self.outputs: dict[str, list[np.ndarray]] = {}
+        self.peaks: dict[str, dict] = {}
+        self.arch, self.guided_filter = _network_shape(config.checkpoint)
 
     # -- set-up
     def _engine_profile(self):
@@ -249,6 +253,7 @@ class Bench:
                              f"budget): running fast mode (network at {format_hw(infer_hw)})")
             image = fit(frame_source, size)
             batch, frame = to_batch(pad_hwc(to_float(image))), Frame(0, image, 0.0)
+            gmac = gmac_per_frame(*(infer_hw or size), self.arch, self.guided_filter)  # the network call only
             runners, outputs = {}, {}
             for item in self.loaded:
                 if mode == "full":
@@ -277,10 +282,29 @@ class Bench:
                        **timing.summary()}
                 row["speedup_vs_reference"] = ref_ms / row["p50_ms"]
                 row["max_abs_vs_reference"] = float(np.abs(outputs[key] - ref_out).max())
+                row["gmac_per_frame"] = gmac
+                row["gmac_per_s"] = gmac / (row["p50_ms"] / 1000)
+                peak = self.peaks.get(self._device(key))
+                row["fraction_of_peak"] = row["gmac_per_s"] / peak["gmac_s"] if peak else None
                 rows.append(row)
             estimate_ms = {k: t.percentile(50) for k, t in timings.items()}
             previous_pixels = (infer_hw[0] * infer_hw[1]) if infer_hw else pixels
         return rows
+
+    def _device(self, key: str) -> str:
+        """Where a candidate's arithmetic runs, to pick the peak its GMAC/s is read against."""
+        item = next(i for i in self.loaded if i.key == key)
+        backend = item.candidate.backend
+        on_gpu = (backend == "tensorrt" or (backend == "torch" and self.env.cuda)
+                  or (backend == "onnxruntime" and self.env.ort_on_gpu))
+        return "cuda" if on_gpu else "cpu"
+
+    def measure_peaks(self) -> None:
+        """The dense-conv ceilings (`machine.conv_peak_gmac_s`), measured right before the speed rounds."""
+        self.say("measuring the machine's dense-convolution peak")
+        self.peaks["cpu"] = conv_peak_gmac_s(self.threads)
+        if self.env.cuda:
+            self.peaks["cuda"] = cuda_conv_peak_gmac_s()
 
     # -- memory (a process per backend)
     def memory(self, speed_rows: list[dict]) -> dict:
@@ -351,6 +375,7 @@ class Bench:
         try:
             self.load()
             accuracy = self.accuracy()
+            self.measure_peaks()
             speed = self.speed()
             memory = self.memory(speed) if c.memory else {}
             if not c.memory:
@@ -364,10 +389,11 @@ class Bench:
             "created": created,
             "command": c.command,
             "settings": _settings(c, self.threads),
-            "machine": {"cpu": cpu_info(), "gpu": gpu_info(), "threads": self.threads,
+            "machine": {"cpu": cpu_info(), "gpu": gpu_info(), "threads": self.threads, "conv_peak": self.peaks,
                         "load_avg_at_start": load_at_start, "load_avg_at_end": load_average()},
             "versions": versions(),
-            "model": {"checkpoint": c.checkpoint or "bundled demo weights"},
+            "model": {"checkpoint": c.checkpoint or "bundled demo weights", "architecture": self.arch.to_config(),
+                      "guided_filter": self.guided_filter},
             "candidates": [{"key": item.key, "label": item.candidate.label, "backend": item.candidate.backend,
                             "precision": item.candidate.precision, "variant": item.candidate.variant,
                             "model_file": str(item.artifact.path) if item.artifact else None,
@@ -384,6 +410,15 @@ class Bench:
             "seconds": time.perf_counter() - started,
         }
         return BenchResult(report, self.accuracy_inputs, {item.key: self.outputs[item.key] for item in self.loaded})
+
+
+def _network_shape(checkpoint: str | None):
+    """(Architecture, guided filter on?) of the weights the bench runs, for its GMAC counts."""
+    from nedr.model.checkpoint import read_state, resolve_weights
+    from nedr.model.network import Architecture
+
+    arch = read_state(resolve_weights(checkpoint))[1].get("architecture", {})
+    return Architecture.from_config(arch), bool(arch.get("guided_filter", True))
 
 
 def _cores() -> int:

@@ -15,6 +15,7 @@ from nedr.benchmarks.suite import BenchResult, compare, fast_hw
 from nedr.benchmarks.timing import interleaved
 from nedr.cli import main
 from nedr.commands.bench import find_pairs
+from nedr.model.complexity import gmac_per_frame
 from nedr.runtime.backends import importable
 
 
@@ -84,10 +85,15 @@ def test_quick_speed_rows_are_measured_side_by_side(quick):
             if sys.platform == "linux":
                 assert r["peak_rss_mib"] > 0
         assert rows[0]["speedup_vs_reference"] == 1.0
+        assert len({r["gmac_per_frame"] for r in rows}) == 1  # one network, one count, whatever runs it
+        for r in rows:
+            assert r["gmac_per_s"] == pytest.approx(r["gmac_per_frame"] / (r["p50_ms"] / 1000))
+            assert 0 < r["fraction_of_peak"] == pytest.approx(r["gmac_per_s"] / report["machine"]["conv_peak"]["cpu"]["gmac_s"])
     small, large = ([r for r in report["speed"] if r["size"] == s][0] for s in ([128, 128], [192, 256]))
     assert small["mode"] == "full" and small["network_input"] == [128, 128]
     # --size-budget 0 sends every size after the first to fast mode, at fewer network pixels
     assert large["mode"] == "fast" and large["network_input"][0] * large["network_input"][1] < 192 * 256
+    assert small["gmac_per_frame"] == pytest.approx(gmac_per_frame(128, 128))  # 30.2 GMAC per 256²: ~7.5 at 128²
     for c in report["candidates"]:
         assert c["load_s"] > 0 and c["memory"]["peak_mib"][-1] >= c["memory"]["loaded_mib"] > 0
 

@@ -370,3 +370,15 @@ def test_bundled_name_resolves_to_the_demo_weights(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "nedr").write_bytes(b"x")  # a file of that name wins
     assert resolve_weights("nedr") == Path("nedr")
+
+
+def test_gmac_per_frame_counts_the_network_and_scales_with_pixels():
+    from nedr.model.complexity import gmac_per_frame
+    from nedr.model.network import ARCHITECTURES
+
+    full = gmac_per_frame(256, 256)
+    assert 29 < full < 31  # ~30 GMAC per 256² frame, 80 % of it in DREM (the measurement)
+    assert gmac_per_frame(480, 640) == pytest.approx(full * 480 * 640 / 256**2)
+    assert gmac_per_frame(460, 620) == gmac_per_frame(480, 640)  # padded to the contract first
+    assert full / gmac_per_frame(256, 256, ARCHITECTURES["nedr-s"]) > 4
+    assert gmac_per_frame(256, 256, guided_filter=False) < full
