@@ -11,9 +11,11 @@ Threads and queues (bounded, so memory stays flat whatever the speeds):
 Live sources skip the capture thread: the main thread takes the newest frame from the source's
 grabber when it is ready for one, so no frame waits in a queue and latency does not build up
 (frames nobody took are counted as dropped). Ctrl-C (KeyboardInterrupt, from the main thread or
-raised inside the source/backend), a viewer pressing q, `max_frames` or an error all end the same
-way: the capture stops, frames already inferred are written, sinks are closed (a video file is
-finalised and renamed), and the summary says how it ended.
+raised inside the source/backend), SIGTERM or SIGHUP (how service managers and terminals stop a
+process), a viewer pressing q, `max_frames` or an error all end the same way: the capture stops,
+frames already inferred are written, sinks are closed (a video file is finalised and renamed), and
+the summary says how it ended. A second signal while that happens exits at once (128 + signal
+number), removing the unfinished files instead of leaving them behind.
 
 `FrameProcessor` holds the per-frame math and can be used without threads.
 """
@@ -444,7 +446,10 @@ class Pipeline:
             if capture:
                 capture.start()
             try:
-                self._main_loop()
+                with _stop_signals():
+                    self._main_loop()
+            except StopSignal as stop:
+                interrupted, self.stopped_by = True, f"signal {stop.name}"
             except KeyboardInterrupt:
                 interrupted, self.stopped_by = True, "interrupt"
             except StopRun:
@@ -452,10 +457,8 @@ class Pipeline:
             except BaseException as exc:  # noqa: BLE001 - re-raised after the output is finalised
                 error = exc
             finally:
-                with _deferred_sigint() as pending:
+                with _forced_exit_on_signal(self.sinks):
                     self._shutdown(capture, writer)
-                if pending and not interrupted:
-                    interrupted, self.stopped_by = True, "interrupt"
         if error is None and self._failure is not None and not isinstance(self._failure, StopRun):
             error = self._failure
         if isinstance(self._failure, StopRun):
@@ -533,23 +536,55 @@ class Pipeline:
         }
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: stop like Ctrl-C, but as a requested stop (the CLI exits 0)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.name = signal.Signals(signum).name
+
+
+def _raise_stop(signum, _frame):
+    raise StopSignal(signum)
+
+
 @contextlib.contextmanager
-def _deferred_sigint():
-    """While the output is finalised, a second Ctrl-C is noted instead of aborting the cleanup."""
-    pending: list[int] = []
+def _handlers(signums, handler):
+    """Install `handler` for `signums` in the main thread (elsewhere Python does not allow it)."""
     if threading.current_thread() is not threading.main_thread():
-        yield pending
+        yield
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {}
     try:
-        signal.signal(signal.SIGINT, lambda *_: pending.append(1))
-    except (ValueError, TypeError):
-        yield pending
-        return
-    try:
-        yield pending
+        for signum in signums:
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, handler)
+        yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _stop_signals():
+    return _handlers(STOP_SIGNALS, _raise_stop)
+
+
+def _forced_exit_on_signal(sinks):
+    """While the output is finalised, a second signal (Ctrl-C, SIGTERM, SIGHUP) ends the process
+    at once, after removing every unfinished file, so an impatient stop never leaves a `.partial`."""
+    def force(signum, _frame):
+        for sink in sinks:
+            discard = getattr(sink, "discard", None)
+            if discard:
+                with contextlib.suppress(Exception):
+                    discard()
+        print(f"nedr: {signal.Signals(signum).name} again: stopped without finishing the output", file=sys.stderr)
+        os._exit(128 + signum)
+
+    return _handlers((signal.SIGINT, *STOP_SIGNALS), force)
 
 
 def run_pipeline(source: Source, backend: Backend, sinks=None, **config) -> dict[str, Any]:
@@ -582,5 +617,6 @@ def format_summary(summary: dict[str, Any]) -> str:
     elif stab.get("enabled"):
         lines.append(f"stabilisation: A smoothed (EMA α={stab['alpha']}), {stab['scene_cuts']} scene cut(s)")
     if summary.get("interrupted"):
-        lines.append("interrupted: the output holds every frame finished before Ctrl-C")
+        how = "Ctrl-C" if summary.get("stopped_by") == "interrupt" else summary.get("stopped_by", "the stop")
+        lines.append(f"interrupted: the output holds every frame finished before {how}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@
   temporary name and renamed on `close()`, which the pipeline always reaches (Ctrl-C included),
   so the final name only ever holds a finished, readable file. OpenCV writers need one frame size:
   frames of another size (a source that changed resolution) are resized to the first one.
+* `SegmentedVideoSink`: the same, as a series of files of a fixed duration (`--segment`).
 * `ImageFolderSink`: one PNG (or JPEG) per frame, named by frame index.
 * `DisplaySink`: an OpenCV window (`--display`); needs an OpenCV build with a GUI. Pressing q or
   Esc stops the run (raises `StopRun`). The pipeline calls it from the main thread.
@@ -137,9 +138,58 @@ class VideoFileSink(Sink):
         except OSError as exc:
             raise SinkError(f"cannot move the finished video to {self.path}: {exc.strerror}") from None
 
+    def discard(self) -> None:
+        """Drop the unfinished file (a forced stop): nothing half-written is left under any name."""
+        self.closed = True
+        self.tmp.unlink(missing_ok=True)
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "path": str(self.path), "fps": self.fps, "fourcc": self.fourcc,
                 "size": self.size, "resized_frames": self.resized}
+
+
+class SegmentedVideoSink(Sink):
+    """A long recording as a series of finished files: `out_0000.mp4`, `out_0001.mp4`, ... each
+    `seconds` of video, each finalised (renamed from its hidden .partial name) as the next begins,
+    so a service that runs for weeks never holds its whole recording in one unfinished file."""
+
+    kind = "video_segments"
+
+    def __init__(self, path: str | Path, fps: float, seconds: float, compare: bool = False) -> None:
+        super().__init__(compare)
+        if not seconds > 0:
+            raise SinkError(f"--segment must be a positive number of seconds, got {seconds}")
+        self.path = Path(path)
+        self.fps = float(fps) if fps and fps > 0 else 25.0
+        self.per_file = max(1, round(seconds * self.fps))
+        self.done: list[VideoFileSink] = []
+        self.current = self._open(0)  # checks the suffix and the folder before any frame arrives
+
+    def _open(self, number: int) -> VideoFileSink:
+        name = self.path.with_name(f"{self.path.stem}_{number:04d}{self.path.suffix}")
+        return VideoFileSink(name, self.fps)
+
+    def write(self, rgb: np.ndarray, index: int) -> None:
+        if self.current.frames >= self.per_file:
+            self.current.close()
+            self.done.append(self.current)
+            self.current = self._open(len(self.done))
+        self.current.write(rgb, index)
+        self.current.frames += 1
+
+    def close(self) -> None:
+        if self.current.frames:
+            self.current.close()
+            self.done.append(self.current)
+            self.current.frames = 0
+
+    def discard(self) -> None:
+        self.current.discard()
+
+    def describe(self) -> dict[str, Any]:
+        files = [str(s.path) for s in self.done]
+        return {**super().describe(), "path": files[-1] if files else str(self.path), "files": files,
+                "fps": self.fps, "frames_per_file": self.per_file}
 
 
 class ImageFolderSink(Sink):
@@ -200,15 +250,18 @@ class DisplaySink(Sink):
             self._opened = False
 
 
-def open_sink(output: str | Path | None, *, fps: float, compare: bool = False) -> Sink:
-    """The sink an output name asks for: a video suffix → video file; a folder (existing, or a name
-    without suffix) → one image per frame; None or "none" → nothing."""
+def open_sink(output: str | Path | None, *, fps: float, compare: bool = False, segment: float | None = None) -> Sink:
+    """The sink an output name asks for: a video suffix → video file (a series of `segment`-second
+    files when given); a folder (existing, or a name without suffix) → one image per frame; None or
+    "none" → nothing."""
     if output is None or str(output).lower() in ("", "none", "null", "-"):
         return NullSink(compare)
     path = Path(output).expanduser()
     suffix = path.suffix.lower()
+    if segment is not None and suffix not in FOURCC:
+        raise SinkError(f"--segment needs a video output ({', '.join(VIDEO_SUFFIXES)}), got {path}")
     if suffix in FOURCC:
-        return VideoFileSink(path, fps, compare)
+        return SegmentedVideoSink(path, fps, segment, compare) if segment is not None else VideoFileSink(path, fps, compare)
     if path.is_dir() or not suffix:
         return ImageFolderSink(path, compare)
     raise SinkError(f"{path}: cannot tell what to write from {suffix!r}; use a video name ({', '.join(VIDEO_SUFFIXES)}) "

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from nedr.runtime import backends
 
 from runtime_helpers import FakeBackend, count_frames, run_cli, write_clip
+from tiny_onnx import conv_model, save
 
 
 def _one_line_error(capsys, argv, match):
@@ -94,3 +99,46 @@ def test_interrupt_exit_code(capsys, tmp_path, monkeypatch):
 def test_fast_flags_are_exclusive(flag, tmp_path):
     with pytest.raises(SystemExit):
         run_cli(["--infer-size", "64x64", "--scale", "0.5"])
+
+
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 0), ("SIGHUP", 0), ("SIGINT", 130)])
+def test_signal_stops_a_real_nedr_run_with_a_finished_video(tmp_path, signame, code):
+    """A service manager's SIGTERM (or a closed terminal's SIGHUP) ends `nedr run` like Ctrl-C: the
+    video holds the frames done so far, is readable, and no `.partial` file is left; exit code 0
+    (a requested stop) for SIGTERM/SIGHUP, 130 for Ctrl-C."""
+    model = save(conv_model(), tmp_path / "tiny.onnx")
+    total = 600
+    clip = write_clip(tmp_path / "long.mp4", frames=total, size=(320, 240))
+    out = tmp_path / "out" / "o.mp4"
+    out.parent.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nedr.cli", "run", "--source", str(clip), "--model", str(model), "--backend",
+         "onnxruntime", "--threads", "1", "-o", str(out), "--quiet", "--no-stabilize"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a background job inherits SIGINT ignored, and Python would keep ignoring it: Ctrl-C as a terminal has it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not any(out.parent.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # frames are being written once the hidden .partial file appears
+    time.sleep(0.3)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(getattr(signal, signame))
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr[-2000:]
+    assert [p.name for p in out.parent.iterdir()] == ["o.mp4"]  # finalised and renamed, nothing partial
+    frames = count_frames(out)[0]
+    assert 1 <= frames < total
+    assert f"wrote {frames} frame(s)" in stdout
+    assert ("Ctrl-C" if signame == "SIGINT" else f"signal {signame}") in stdout
+
+
+def test_segment_writes_a_series_of_finished_files(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(backends.BACKENDS, "fake", FakeBackend)
+    clip = write_clip(tmp_path / "c.mp4", frames=12, fps=5)  # 2.4 s of video
+    out = tmp_path / "rec" / "cam.mp4"
+    assert run_cli(["--source", str(clip), "--backend", "fake", "-o", str(out), "--segment", "1", "--quiet"]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["cam_0000.mp4", "cam_0001.mp4", "cam_0002.mp4"]
+    assert [count_frames(out.parent / f"cam_000{i}.mp4")[0] for i in range(3)] == [5, 5, 2]
+    assert "wrote 12 frame(s) to 3 files" in capsys.readouterr().out
+    _one_line_error(capsys, ["--source", str(clip), "--backend", "fake", "-o", str(tmp_path / "imgs"),
+                             "--segment", "1"], "--segment needs a video output")

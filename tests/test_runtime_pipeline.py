@@ -231,3 +231,20 @@ def test_parallel_finish_keeps_order_and_output(clip):
         results[threads] = got
     assert [i for i, _ in results[3]] == list(range(15))
     assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(results[1], results[3]))
+
+
+def test_second_signal_during_finalising_exits_at_once_without_partial_files(tmp_path, monkeypatch):
+    """While the output is being finalised, another SIGTERM/SIGINT exits with 128 + signal number
+    and removes the unfinished video rather than leaving a hidden .partial behind."""
+    from nedr.runtime import pipeline
+
+    sink = VideoFileSink(tmp_path / "o.mp4", 25)
+    sink.write(np.zeros((64, 64, 3), np.uint8), 0)
+    assert sink.tmp.is_file()
+    exits = []
+    monkeypatch.setattr(pipeline.os, "_exit", exits.append)
+    with pipeline._forced_exit_on_signal([sink]):
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+    assert exits == [128 + signal.SIGTERM] and not sink.tmp.exists() and not sink.path.exists()
+    sink.close()  # a close after the discard is a no-op
+    assert not sink.path.exists()

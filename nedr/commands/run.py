@@ -45,6 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-stabilize", dest="stabilize", action="store_false",
                         help="no temporal smoothing of the atmospheric light")
     parser.add_argument("--stats", metavar="FILE.json", default=None, help="write the run summary as JSON")
+    parser.add_argument("--segment", type=float, default=None, metavar="SECONDS",
+                        help="write the video as a series of finished files of this length (OUT_0000.mp4, ...)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference (onnxruntime, torch)")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     parser.add_argument("--cuda-graph", action="store_true", help="tensorrt: capture and replay a CUDA graph per input size")
@@ -156,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
                              cuda_graph=args.cuda_graph or None)
     try:
         output = _default_output(args, source)
-        sinks.append(open_sink(output, fps=source.fps, compare=compare))
+        sinks.append(open_sink(output, fps=source.fps, compare=compare, segment=args.segment))
         if args.display:
             sinks.append(DisplaySink(compare=compare))
         backend.activate()  # loads (or exports) the model before the progress bar appears
@@ -178,11 +180,13 @@ def _run(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     written = [s for s in summary["sinks"] if s.get("path") and s.get("frames")]
     for s in written:
-        print(f"wrote {s['frames']} frame(s) to {s['path']}")
+        files = s.get("files")
+        where = f"{len(files)} files, {files[0]} … {files[-1]}" if files and len(files) > 1 else s["path"]
+        print(f"wrote {s['frames']} frame(s) to {where}")
     if args.stats:
         _write_stats(args.stats, summary)
         print(f"stats: {args.stats}")
-    return 130 if summary["interrupted"] else 0
+    return 130 if summary["stopped_by"] == "interrupt" else 0  # SIGTERM/SIGHUP: a requested stop, 0
 
 
 def run(args: argparse.Namespace) -> int:
