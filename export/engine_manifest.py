@@ -36,7 +36,7 @@ from typing import Any, Mapping
 
 from nedr.errors import UserError
 
-from .metadata import file_sha256
+from .metadata import file_sha256, load_onnx
 
 MANIFEST_FORMAT = "nedr-engine-manifest/1"
 MANIFEST_SUFFIX = ".json"
@@ -116,7 +116,7 @@ def onnx_precision(model: Any) -> dict[str, Any]:
     import onnx
 
     if not isinstance(model, onnx.ModelProto):
-        model = onnx.load_model(str(model), load_external_data=False)
+        model = load_onnx(model)
     half = onnx.TensorProto.FLOAT16
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}

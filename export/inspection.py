@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .metadata import read_metadata
+from .metadata import load_onnx, read_metadata
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -34,7 +34,7 @@ def _io(values) -> list[dict[str, Any]]:
 def inspect_onnx(path: str | Path) -> dict[str, Any]:
     """Summary of an ONNX file as plain data (JSON-serialisable)."""
     path = Path(path)
-    model = onnx.load_model(str(path), load_external_data=False)
+    model = load_onnx(path)
     graph = model.graph
     ops = Counter(n.op_type for n in graph.node)
     init_count: Counter[str] = Counter()

@@ -23,12 +23,35 @@ def encode_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value)
 
 
+def load_onnx(path: str | Path, external_data: bool = False):
+    """An ONNX file as a ModelProto, or a one-line `UserError` naming the file.
+
+    protobuf parses an empty file as an empty model and a truncated one with a multi-line
+    DecodeError; both are turned into a message that says what is wrong with which file.
+    """
+    import onnx
+
+    from nedr.errors import UserError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such ONNX file")
+    try:
+        model = onnx.load_model(str(path), load_external_data=external_data)
+    except Exception as exc:  # noqa: BLE001 - DecodeError, truncated external data, ...
+        raise UserError(f"{path}: not a readable ONNX file ({type(exc).__name__}: "
+                        f"{UserError.describe(exc)[:120]})") from None
+    if not model.graph.node:
+        raise UserError(f"{path}: an ONNX model without a graph (empty or not an ONNX file, {path.stat().st_size} bytes)")
+    return model
+
+
 def read_metadata(model) -> dict[str, Any]:
     """The `nedr.*` props of an ONNX file or `onnx.ModelProto`, JSON values decoded, prefix dropped."""
     import onnx
 
     if not isinstance(model, onnx.ModelProto):
-        model = onnx.load_model(str(model), load_external_data=False)
+        model = load_onnx(model)
     out: dict[str, Any] = {}
     for prop in model.metadata_props:
         if prop.key.startswith(META_PREFIX):

@@ -52,7 +52,7 @@ import numpy as np
 
 from nedr.errors import UserError
 
-from .metadata import META_PREFIX, file_sha256, read_metadata
+from .metadata import META_PREFIX, file_sha256, load_onnx, read_metadata
 
 # onnx, onnxruntime, OpenCV and torch (through the exporter and the datasets) load on first use, so
 # building the CLI's parser, which reads the defaults below, stays cheap.
@@ -190,12 +190,10 @@ class QuantizeReport:
 def _load_fp32(onnx_in: Path) -> onnx.ModelProto:
     import onnx
 
-    if not onnx_in.is_file():
-        raise QuantizeError(f"{onnx_in}: no such ONNX file")
     try:
-        model = onnx.load_model(str(onnx_in))
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise QuantizeError(f"{onnx_in}: not a readable ONNX file ({type(exc).__name__})") from None
+        model = load_onnx(onnx_in, external_data=True)
+    except UserError as exc:
+        raise QuantizeError(str(exc)) from None
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if [i.name for i in inputs] != [INPUT_NAME]:
         raise QuantizeError(f"{onnx_in}: expected one input named {INPUT_NAME!r} (a NeDR export), found "

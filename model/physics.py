@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 GF_RADIUS = 40
 GF_EPS = 1e-3
+GUIDE_MIN_RANGE = 1e-6  # below this, the image is flat and the filter returns the window mean of t
 DARK_PATCH = 15
 TOP_FRACTION = 0.001
 A_MAX = 220.0 / 255.0
@@ -55,7 +56,7 @@ def guided_filter(image: torch.Tensor, t: torch.Tensor, radius: int = GF_RADIUS,
     """Refine t with one grey-guide filter per colour channel of the min–max normalised image."""
     lo = image.amin(dim=(1, 2, 3), keepdim=True)
     hi = image.amax(dim=(1, 2, 3), keepdim=True)
-    guide = (image - lo) / (hi - lo)
+    guide = (image - lo) / (hi - lo).clamp(min=GUIDE_MIN_RANGE)  # a flat frame: guide 0, not 0/0
     n = window_count(t, radius)
     mean_i = box_mean(guide, radius, n)
     mean_t = box_mean(t, radius, n)

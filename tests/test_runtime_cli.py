@@ -142,3 +142,11 @@ def test_segment_writes_a_series_of_finished_files(capsys, tmp_path, monkeypatch
     assert "wrote 12 frame(s) to 3 files" in capsys.readouterr().out
     _one_line_error(capsys, ["--source", str(clip), "--backend", "fake", "-o", str(tmp_path / "imgs"),
                              "--segment", "1"], "--segment needs a video output")
+
+
+def test_output_onto_its_own_source_is_refused(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(backends.BACKENDS, "fake", FakeBackend)
+    clip = write_clip(tmp_path / "c.mp4", frames=3)
+    before = clip.read_bytes()
+    _one_line_error(capsys, ["--source", str(clip), "--backend", "fake", "-o", str(clip)], "refusing to overwrite the source")
+    assert clip.read_bytes() == before

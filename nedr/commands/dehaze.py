@@ -1,11 +1,21 @@
-"""Dehaze images and folders of images (no input: a bundled sample photo with synthetic haze)."""
+"""Dehaze images and folders of images (no input: a bundled sample photo with synthetic haze).
+
+Every output path is checked before the model loads (never the input file itself, a folder that
+can be created), each image is written under a hidden temporary name and renamed, and an image
+that cannot be read or is too small is skipped and counted: the run goes on, says which files
+failed, and exits non-zero at the end, as `nedr run` does for an image folder.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
+
+from nedr.errors import UserError
 
 from .common import add_device_option, add_model_options, load_model
 
@@ -22,10 +32,42 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(handler=run)
 
 
+def _prepare_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"cannot create the output folder {folder}: a part of that path is a file") from None
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {folder}: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into {folder}: no write permission")
+
+
 def _write(path: Path, rgb) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise PermissionError(f"cannot write {path}")
+    """Write under a hidden temporary name, then rename: the final name only holds whole files."""
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise UserError(f"cannot write {path} (OpenCV has no writer for {path.suffix!r} or the disk is full)")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _plan(files: list[Path], output: str | None) -> list[tuple[Path, Path]]:
+    """(input, output) per image; refuses outputs that would replace an input."""
+    single_file = len(files) == 1 and output and Path(output).suffix
+    out_dir = Path(output or DEFAULT_OUT)
+    plan = [(f, out_dir if single_file else out_dir / f"{f.stem}_dehazed.png") for f in files]
+    inputs = {f.resolve() for f in files}
+    for src, dst in plan:
+        if dst.resolve() in inputs:
+            raise UserError(f"refusing to overwrite the input {src} with its dehazed result; give another -o")
+        if dst.is_dir():
+            raise UserError(f"{dst} is a folder; give a file name such as {dst / 'out.png'}")
+    for folder in dict.fromkeys(dst.parent for _, dst in plan):
+        _prepare_folder(folder)
+    return plan
 
 
 def _expand(inputs: list[str]) -> list[Path]:
@@ -51,25 +93,51 @@ def run_sample(model, out_dir: Path) -> None:
     sample = demo_hazy()
     hazy, clean = to_uint8(sample.hazy), to_uint8(sample.clean)
     out = dehaze(model, hazy)
+    _prepare_folder(out_dir)
     for name, img in (("sample_hazy.png", hazy), ("sample_dehazed.png", out), ("sample_clean.png", clean)):
         _write(out_dir / name, img)
     print(f"sample (skimage coffee + synthetic haze): PSNR hazy {psnr(hazy, clean):.2f} dB -> "
           f"dehazed {psnr(out, clean):.2f} dB; wrote {out_dir}/sample_*.png")
 
 
+def _read(path: Path):
+    """The image as uint8 RGB, or DataError naming the file (unreadable, or below dehaze()'s minimum)."""
+    from nedr.model.imageio import DataError, read_image
+    from nedr.model.inference import MIN_IMAGE_SIZE
+
+    image = read_image(path)
+    if min(image.shape[:2]) < MIN_IMAGE_SIZE:
+        h, w = image.shape[:2]
+        raise DataError(f"{path}: image is {w}×{h}, smaller than {MIN_IMAGE_SIZE}×{MIN_IMAGE_SIZE}")
+    return image
+
+
 def run(args: argparse.Namespace) -> int:
     from nedr.model import dehaze
-    from nedr.model.imageio import read_image
+    from nedr.model.imageio import DataError
 
-    model = load_model(args)
     files = _expand(args.inputs)
+    plan = _plan(files, args.output) if files else []
+    if len(plan) == 1:
+        _read(plan[0][0])  # one input: a bad file is the error, before the model loads
+    model = load_model(args)
     if not files:
         run_sample(model, Path(args.output or DEFAULT_OUT))
         return 0
-    single_file = len(files) == 1 and args.output and Path(args.output).suffix
-    out_dir = Path(args.output or DEFAULT_OUT)
-    for path in tqdm(files, desc="dehaze", unit="img", disable=len(files) < 2):
-        result = dehaze(model, read_image(path))
-        _write(out_dir if single_file else out_dir / f"{path.stem}_dehazed.png", result)
-    print(f"wrote {len(files)} image(s) to {out_dir}")
+    failed = []
+    bar = tqdm(plan, desc="dehaze", unit="img", disable=len(plan) < 2)
+    for src, dst in bar:
+        try:
+            image = _read(src)
+        except DataError as exc:
+            failed.append(src)
+            bar.write(f"nedr: skipped: {exc}", file=sys.stderr)
+            continue
+        _write(dst, dehaze(model, image))
+    done = len(plan) - len(failed)
+    where = plan[0][1] if len(plan) == 1 else plan[0][1].parent
+    print(f"wrote {done} image(s) to {where}")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(plan)} image(s) could not be read and were skipped "
+                        f"(first: {failed[0]})")
     return 0

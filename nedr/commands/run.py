@@ -158,6 +158,8 @@ def _run(args: argparse.Namespace) -> int:
                              cuda_graph=args.cuda_graph or None)
     try:
         output = _default_output(args, source)
+        if args.source and output and Path(args.source).is_file() and Path(output).resolve() == Path(args.source).resolve():
+            raise UserError(f"refusing to overwrite the source {args.source} with the dehazed video; give another -o")
         sinks.append(open_sink(output, fps=source.fps, compare=compare, segment=args.segment))
         if args.display:
             sinks.append(DisplaySink(compare=compare))
