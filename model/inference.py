@@ -1,4 +1,11 @@
-"""`dehaze()`: any image size in, same size out, via the network's ×32 / ≥128 contract."""
+"""`dehaze()`: any image size in, same size out, via the network's ×32 / ≥128 contract.
+
+Large inputs (long side above `LARGE_SIDE`) run the network at a long side of `NETWORK_SIDE` and
+carry J back to full size by guided local-affine upsampling (`nedr.model.fast`): the network was
+trained on scenes a few hundred pixels across, and at 2048² and beyond its output drifts in colour
+and blotches; a 6000×4000 photo at full size also needs ~20 GB. The transmission is smooth, so
+little is lost, and memory stays at a few full-size float copies of the image.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +15,16 @@ import torch.nn.functional as F
 from .network import MIN_SIZE, PAD_MULTIPLE, NeDR
 
 MIN_IMAGE_SIZE = 16
+LARGE_SIDE = 1280  # long side above which the network runs smaller (720p frames still run at full size)
+NETWORK_SIDE = 768  # long side of the network input for those
+
+
+def network_size_for(height: int, width: int, max_side: int | None = LARGE_SIDE) -> tuple[int, int] | None:
+    """(h, w) the network runs at for an H×W input, or None for full size (`max_side=None`: always)."""
+    if max_side is None or max(height, width) <= max_side:
+        return None
+    scale = min(NETWORK_SIDE, max_side) / max(height, width)
+    return max(MIN_IMAGE_SIZE, round(height * scale)), max(MIN_IMAGE_SIZE, round(width * scale))
 
 
 def padded_size(size: int) -> int:
@@ -47,12 +64,20 @@ def _validate(image) -> None:
         raise ValueError("image contains NaN or Inf values")
 
 
+def _network(model: NeDR, x: torch.Tensor):
+    h, w = x.shape[-2:]
+    j, t, a = model(pad_to_contract(x), return_aux=True)
+    return j[..., :h, :w].float(), t[..., :h, :w].float(), a
+
+
 @torch.no_grad()
-def dehaze(model: NeDR, image, return_aux: bool = False):
+def dehaze(model: NeDR, image, return_aux: bool = False, max_side: int | None = LARGE_SIDE):
     """Dehaze one image (uint8/float32 HWC RGB array) or a float tensor (3×H×W or N×3×H×W).
 
     Returns the same kind of object and size as given; with `return_aux`, also t (H×W or
-    N×1×H×W) and A.
+    N×1×H×W) and A. Inputs with a long side above `max_side` run the network at
+    `network_size_for` and are upsampled guided by the input (module docstring); `max_side=None`
+    runs the network at full size whatever it costs.
     """
     _validate(image)
     param = next(model.parameters())
@@ -62,9 +87,17 @@ def dehaze(model: NeDR, image, return_aux: bool = False):
     else:
         x = image if image.dim() == 4 else image[None]
     h, w = x.shape[-2:]
-    x = pad_to_contract(x.to(param.device, param.dtype).clamp(0, 1))
-    j, t, a = model(x, return_aux=True)
-    j, t = j[..., :h, :w].float(), t[..., :h, :w].float()
+    x = x.to(param.device, param.dtype).clamp(0, 1)
+    small_hw = network_size_for(h, w, max_side)
+    if small_hw is None:
+        j, t, a = _network(model, x)
+    else:
+        from .fast import guided_upsample
+
+        small = F.interpolate(x, size=small_hw, mode="bilinear", align_corners=False, antialias=True)
+        j_small, t_small, a = _network(model, small)
+        j = guided_upsample(x.float(), small.float(), j_small)
+        t = F.interpolate(t_small, size=(h, w), mode="bilinear", align_corners=False)
     if isinstance(image, np.ndarray):
         out = j[0].permute(1, 2, 0).cpu().numpy()
         out = (out * 255.0 + 0.5).astype(np.uint8) if image.dtype == np.uint8 else out

@@ -1,10 +1,13 @@
 """`dehaze()`: any H×W ≥ 16 in, same size and kind out; clear errors otherwise (model.md §1)."""
+import cv2
 import numpy as np
 import pytest
+import skimage.data
 import torch
 
 from nedr.model import dehaze
 from nedr.model.inference import pad_to_contract, padded_size
+from nedr.model.metrics import psnr
 
 SIZES = [(100, 150), (37, 91), (16, 16)]
 
@@ -125,3 +128,20 @@ def test_network_refuses_wrong_channels(small_model):
     with pytest.raises(ValueError, match=r"N×3×H×W.*\(1, 4, 128, 128\)"):
         with torch.no_grad():
             small_model(torch.rand(1, 4, 128, 128))
+
+
+def test_large_input_runs_the_network_small_and_keeps_colour(small_model):
+    """Above `max_side` the network sees the image at a fixed size and J is carried back by guided
+    upsampling: a 4× enlarged photo comes out with the colours of the photo itself."""
+    from nedr.model.inference import network_size_for
+
+    photo = skimage.data.coffee()[::2, ::2][:192, :288]  # 192×288
+    big = cv2.resize(photo, (288 * 4, 192 * 4), interpolation=cv2.INTER_CUBIC)
+    assert network_size_for(*big.shape[:2], max_side=288) == (192, 288)
+    assert network_size_for(*photo.shape[:2], max_side=288) is None
+    small_out = dehaze(small_model, photo, max_side=288)
+    big_out, t, _ = dehaze(small_model, big, return_aux=True, max_side=288)
+    assert big_out.shape == big.shape and big_out.dtype == np.uint8 and t.shape == big.shape[:2]
+    drift = np.abs(big_out.reshape(-1, 3).mean(0).astype(float) - small_out.reshape(-1, 3).mean(0))
+    assert drift.max() < 2.0, drift
+    assert psnr(cv2.resize(big_out, (288, 192), interpolation=cv2.INTER_AREA), small_out) > 28

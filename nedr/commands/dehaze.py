@@ -27,6 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", metavar="INPUT", help="image files or folders (default: bundled sample)")
     parser.add_argument("-o", "--output", default=None,
                         help=f"output folder, or a file name for a single input (default: ./{DEFAULT_OUT})")
+    parser.add_argument("--full-res", action="store_true",
+                        help="run the network at full size even on large photos (default: above a 1280 px long side "
+                             "it runs at 768 px and the result is upsampled guided by the photo; full size needs "
+                             "~0.8 GB of RAM per megapixel and drifts in colour beyond ~2 MP)")
     add_model_options(parser)
     add_device_option(parser)
     parser.set_defaults(handler=run)
@@ -115,6 +119,7 @@ def _read(path: Path):
 def run(args: argparse.Namespace) -> int:
     from nedr.model import dehaze
     from nedr.model.imageio import DataError
+    from nedr.model.inference import LARGE_SIDE, network_size_for
 
     files = _expand(args.inputs)
     plan = _plan(files, args.output) if files else []
@@ -133,7 +138,12 @@ def run(args: argparse.Namespace) -> int:
             failed.append(src)
             bar.write(f"nedr: skipped: {exc}", file=sys.stderr)
             continue
-        _write(dst, dehaze(model, image))
+        h, w = image.shape[:2]
+        small = None if args.full_res else network_size_for(h, w)
+        if small:
+            bar.write(f"{src.name}: {w}×{h}: network at {small[1]}×{small[0]}, guided upsampling to full size "
+                      "(--full-res to run it at full size)")
+        _write(dst, dehaze(model, image, max_side=None if args.full_res else LARGE_SIDE))
     done = len(plan) - len(failed)
     where = plan[0][1] if len(plan) == 1 else plan[0][1].parent
     print(f"wrote {done} image(s) to {where}")

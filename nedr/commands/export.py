@@ -1,4 +1,8 @@
-"""Export NeDR to ONNX (input `hazy`, output `clean`), verified against PyTorch; optionally FP16."""
+"""Export NeDR to ONNX (input `hazy`, output `clean`), verified against PyTorch; optionally FP16.
+
+`--triton REPO` writes a Triton Inference Server model repository instead (nedr.export.triton):
+from the checkpoint's export, or from an existing ONNX (`--from-onnx`) or engine (`--from-engine`).
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +11,7 @@ from pathlib import Path
 
 from nedr.errors import UserError
 
-HELP = "export a checkpoint to ONNX (verified against PyTorch), FP32 or FP16"
+HELP = "export a checkpoint to ONNX (verified against PyTorch), FP32 or FP16, or a Triton model repository"
 
 
 def _hw(text: str) -> tuple[int, int]:
@@ -19,7 +23,8 @@ def _hw(text: str) -> tuple[int, int]:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", default=None,
                         help="public .pth, state dict, nedr .safetensors or a bundled name (nedr; default: the demo weights)")
-    parser.add_argument("-o", "--output", default="nedr.onnx", help="output .onnx (default: nedr.onnx)")
+    parser.add_argument("-o", "--output", default=None,
+                        help="output .onnx (default: nedr.onnx; with --triton: only a temporary file unless given)")
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--static", type=_hw, default=None, metavar="HxW",
                         help="fixed 1×3×H×W input (default: dynamic N, H, W; H and W multiples of 32, >= 128)")
@@ -34,15 +39,43 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
                         help="ONNX checker + ONNX Runtime vs PyTorch on real frames (default: on)")
     parser.add_argument("--atol", type=float, default=1e-3, help="verification threshold on max abs error")
+    triton = parser.add_argument_group("Triton model repository (REPO/NAME/config.pbtxt + REPO/NAME/1/model.onnx|plan)")
+    triton.add_argument("--triton", metavar="REPO", default=None,
+                        help="write a Triton Inference Server model repository at REPO (created if missing)")
+    triton.add_argument("--triton-name", metavar="NAME", default="nedr", help="model name and folder (default: nedr)")
+    source = triton.add_mutually_exclusive_group()
+    source.add_argument("--from-onnx", metavar="FILE", default=None,
+                        help="serve this existing .onnx instead of exporting a checkpoint (platform onnxruntime_onnx)")
+    source.add_argument("--from-engine", metavar="FILE", default=None,
+                        help="serve this TensorRT engine from `nedr build` as 1/model.plan (platform tensorrt_plan), "
+                             "its manifest ENGINE.json copied beside it")
+    triton.add_argument("--max-batch", type=int, default=None, metavar="N",
+                        help="max_batch_size (default 8; an engine: its profile's batch, 1 for `nedr build`; "
+                             "0 disables batching and the dims keep the batch dimension)")
+    triton.add_argument("--triton-queue-delay", type=int, default=100, metavar="US",
+                        help="dynamic_batching max_queue_delay_microseconds (default: 100)")
+    triton.add_argument("--triton-instance", choices=("gpu", "cpu"), default="gpu",
+                        help="instance_group kind: KIND_GPU (default) or KIND_CPU, count 1")
+    triton.add_argument("--triton-tensorrt", choices=("fp32", "fp16", "int8"), default=None, metavar="PRECISION",
+                        help="ONNX only: run it through ONNX Runtime's TensorRT accelerator with this precision_mode "
+                             "(fp32, fp16; int8 for Q/DQ models), engine cache on")
+    triton.add_argument("--force", action="store_true", help="replace an existing REPO/NAME model folder")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.triton is not None:
+        return _run_triton(args)
+    if args.from_onnx or args.from_engine:
+        raise UserError("--from-onnx/--from-engine name what to put in a Triton repository: add --triton REPO")
+    return _export(args, Path(args.output or "nedr.onnx"))
+
+
+def _export(args: argparse.Namespace, out: Path) -> int:
     from nedr.export import convert_fp16, export_checkpoint, verify_onnx
     from nedr.model import load_checkpoint
     from nedr.model.checkpoint import resolve_weights
 
-    out = Path(args.output)
     if out.suffix != ".onnx":
         raise UserError(f"{out}: output must end in .onnx")
     checkpoint = resolve_weights(args.checkpoint)
@@ -89,4 +122,61 @@ def _export_fast(args: argparse.Namespace, checkpoint, out: Path) -> int:
         out.unlink(missing_ok=True)
         raise UserError(f"{out}: {problems[0]}; file removed")
     print(f"exported {out} (fast: network at {args.fast[0]}×{args.fast[1]}, guided upsampling to the input size)")
+    return 0
+
+
+def _run_triton(args: argparse.Namespace) -> int:
+    """`--triton REPO`: export (or take --from-onnx/--from-engine) and write REPO/NAME atomically."""
+    import shutil
+    import tempfile
+
+    from nedr.export.triton import (check_destination, require_tritonclient, serve_command, tritonclient_available,
+                                    write_repository)
+
+    given = args.from_onnx or args.from_engine
+    if given:
+        ignored = [flag for flag, on in (("CHECKPOINT", args.checkpoint), ("-o", args.output), ("--fast", args.fast),
+                                          ("--static", args.static), ("--precision fp16", args.precision != "fp32"),
+                                          ("--atmosphere", args.atmosphere), ("--guided-filter", args.guided_filter is not None),
+                                          ("--with-transmission", args.with_transmission and args.from_onnx))
+                   if on]
+        if ignored:
+            raise UserError(f"{', '.join(ignored)}: export options do not apply to --from-onnx/--from-engine "
+                            "(the file is served as it is); drop them")
+    if args.max_batch is not None and args.max_batch < 0:
+        raise UserError(f"--max-batch {args.max_batch}: must be >= 0 (0 disables batching)")
+    # Fail before the (slow) export when the repository cannot be written or checked.
+    check_destination(args.triton, args.triton_name, args.force)
+    # config.pbtxt is checked with Triton's own protobuf whenever tritonclient is installed;
+    # without it only --no-verify lets the export go on unchecked.
+    validate = tritonclient_available()
+    if args.verify and not validate:
+        require_tritonclient()  # raises the one-line install hint
+    if not validate:
+        print("note: tritonclient not installed, config.pbtxt not checked against Triton's ModelConfig "
+              "(pip install 'tritonclient[grpc]')")
+    options = dict(name=args.triton_name, max_batch_size=args.max_batch, queue_delay_us=args.triton_queue_delay,
+                   instance=args.triton_instance, tensorrt=args.triton_tensorrt, force=args.force,
+                   validate=validate, with_transmission=args.with_transmission,
+                   engine=True if args.from_engine else (False if given else None))
+    tmp = None
+    try:
+        if given:
+            source = Path(given)
+        elif args.output:
+            source = Path(args.output)
+            _export(args, source)
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="nedr-triton-"))
+            source = tmp / "model.onnx"
+            _export(args, source)
+        written = write_repository(args.triton, source, **options)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(written.summary())
+    for note in written.notes:
+        print(f"  note: {note}")
+    print(f"serve: {serve_command(args.triton)}")
+    print(f"check: curl -sf localhost:8000/v2/models/{args.triton_name}/ready && echo READY")
     return 0
