@@ -288,6 +288,22 @@ def onnx_io(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
     return inputs, outputs
 
 
+def _describe_onnx(model) -> str | None:
+    """One comment line from the `nedr.*` metadata an export recorded (None for other ONNX files)."""
+    from .metadata import read_metadata
+
+    meta = read_metadata(model)
+    if not meta:
+        return None
+    options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
+    parts = [f"checkpoint {meta['checkpoint']}" if meta.get("checkpoint") else None,
+             f"checkpoint sha256 {str(meta['checkpoint_sha256'])[:16]}" if meta.get("checkpoint_sha256") else None,
+             f"precision {options['precision']}" if options.get("precision") else None,
+             f"atmosphere {options['atmosphere']}" if options.get("atmosphere") else None,
+             f"guided filter {'on' if options.get('guided_filter') else 'off'}" if "guided_filter" in options else None]
+    return "nedr ONNX: " + ", ".join(p for p in parts if p) if any(parts) else None
+
+
 def _uses_external_data(model) -> bool:
     import onnx
 
@@ -379,11 +395,13 @@ def write_repository(repo: str | Path, source: str | Path, *, name: str = DEFAUL
     """Write `repo/name/` for `source` (an .onnx file, or a TensorRT engine with its manifest).
 
     ONNX: platform onnxruntime_onnx, I/O read from the graph, `max_batch_size` default 8 (0 when
-    the graph's batch dimension is fixed). Engine: platform tensorrt_plan, the manifest copied as
-    `1/model.plan.json` (`engine` None: decided by the suffix .engine/.plan/.trt), I/O read from the ONNX the manifest names when it is still there
-    (otherwise nedr's contract, with `transmission` when `with_transmission`), `max_batch_size`
-    default and limit the engine profile's batch (1 for `nedr build` engines). The config is
-    validated with Triton's protobuf unless `validate` is False; the folder appears in one rename.
+    the graph's batch dimension is fixed). Engine (`engine` True, or None and the suffix is
+    .engine/.plan/.trt): platform tensorrt_plan, the manifest copied as `1/model.plan.json`, I/O
+    read from the ONNX the manifest names when it is still there (otherwise nedr's contract, with
+    `transmission` when `with_transmission`), `max_batch_size` default and limit the engine
+    profile's batch (1 for `nedr build` engines). The config is validated with Triton's protobuf
+    unless `validate` is False; the folder appears in one rename. `provenance` is added to the
+    config's header comment.
     """
     from .metadata import load_onnx
 
@@ -394,6 +412,7 @@ def write_repository(repo: str | Path, source: str | Path, *, name: str = DEFAUL
     if not source.is_file():
         raise TritonError(f"{source}: no such file")
     notes: list[str] = []
+    graph = None
     is_engine = source.suffix.lower() in (".engine", ".plan", ".trt") if engine is None else bool(engine)
     platform = PLATFORM_PLAN if is_engine else PLATFORM_ONNX
     batch_cap = None
@@ -453,8 +472,9 @@ def write_repository(repo: str | Path, source: str | Path, *, name: str = DEFAUL
         params = trt_profile_shapes(inputs[0].name, max_batch_size)
     from nedr import __version__
 
-    comment = (f"written by nedr {__version__} from {source.name} (sha256 {file_sha256(source)[:16]})"
-               + (f"\n{provenance}" if provenance else ""))
+    comment = "\n".join(filter(None, [
+        f"written by nedr {__version__} from {source.name} (sha256 {file_sha256(source)[:16]})",
+        provenance, _describe_onnx(graph) if graph is not None else None]))
     text = triton_config(name=name, platform=platform, inputs=inputs, outputs=outputs,
                          max_batch_size=max_batch_size, queue_delay_us=queue_delay_us, instance=instance,
                          tensorrt=tensorrt, tensorrt_params=params, comment=comment)

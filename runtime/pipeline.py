@@ -616,6 +616,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"stabilisation off: {stab['unavailable']}")
     elif stab.get("enabled"):
         lines.append(f"stabilisation: A smoothed (EMA α={stab['alpha']}), {stab['scene_cuts']} scene cut(s)")
+    src = summary.get("source") or {}
+    if src.get("bad_frames"):
+        lines.append(f"{src['bad_frames']} undecodable frame(s) in {src['source']} skipped; the frames before and "
+                     "after them are in the output")
+    if src.get("reconnects"):
+        lines.append(f"source reconnected {src['reconnects']} time(s)")
     if summary.get("interrupted"):
         how = "Ctrl-C" if summary.get("stopped_by") == "interrupt" else summary.get("stopped_by", "the stop")
         lines.append(f"interrupted: the output holds every frame finished before {how}")

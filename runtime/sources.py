@@ -125,13 +125,20 @@ class Source:
 
 class VideoFileSource(Source):
     """Every frame of a video file, in order. Opening decodes the first frame, so a corrupt file fails
-    at once with one line."""
+    at once with one line.
+
+    A file damaged in the middle makes the decoder fail for a few frames and then resync: reading
+    goes on past failed frames (counted in `bad_frames`, reported in the summary) while the
+    container says frames remain, and gives up only after `MAX_BAD_RUN` failures in a row.
+    """
 
     kind = "video"
+    MAX_BAD_RUN = 50
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(str(path))
         self.path = path
+        self.bad_frames = 0
         with quiet_opencv():
             self._cap = cv2.VideoCapture(str(path))
             opened = self._cap.isOpened()
@@ -144,6 +151,23 @@ class VideoFileSource(Source):
         count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.frame_count = count if count > 0 else None
 
+    def _next(self):
+        """The next decodable frame, skipping (and counting) failed ones; None at the end."""
+        misses = 0
+        while True:
+            ok, raw = self._cap.read()
+            if ok and raw is not None:
+                self.bad_frames += misses
+                return raw
+            misses += 1
+            left = None if self.frame_count is None else self.frame_count - self.frames_read - self.bad_frames - misses
+            if left is None or left < 0 or misses >= self.MAX_BAD_RUN:
+                if left is not None and left > 0:  # gave up early: the rest of the file is unreadable
+                    self.bad_frames += misses + left
+                elif left is not None and misses > 1:
+                    self.bad_frames += misses - 1  # the last miss is the end of the file
+                return None
+
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         raw = self._first
@@ -152,14 +176,15 @@ class VideoFileSource(Source):
             yield Frame(index, to_rgb8(raw), time.perf_counter())
             index += 1
             self.frames_read = index
-            ok, raw = self._cap.read()
-            if not ok:
-                break
+            raw = self._next()
 
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "bad_frames": self.bad_frames}
 
 
 def list_images(folder: Path) -> list[Path]:

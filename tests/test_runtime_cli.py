@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import cv2
+import numpy as np
 import pytest
 
 from nedr.runtime import backends
@@ -150,3 +152,26 @@ def test_output_onto_its_own_source_is_refused(capsys, tmp_path, monkeypatch):
     before = clip.read_bytes()
     _one_line_error(capsys, ["--source", str(clip), "--backend", "fake", "-o", str(clip)], "refusing to overwrite the source")
     assert clip.read_bytes() == before
+
+
+def test_video_damaged_in_the_middle_keeps_frames_after_the_damage(capsys, tmp_path, monkeypatch):
+    """A few frames' worth of garbage in the middle of an mp4: the frames after it are still
+    dehazed, the bad ones are counted, and the exit code says the input was damaged."""
+    monkeypatch.setitem(backends.BACKENDS, "fake", FakeBackend)
+    clip = tmp_path / "damaged.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25, (160, 128))
+    rng = np.random.default_rng(0)
+    for _ in range(100):
+        writer.write((rng.random((128, 160, 3)) * 255).astype(np.uint8))
+    writer.release()
+    data = bytearray(clip.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 20000] = rng.integers(0, 256, 20000, dtype=np.uint8).tobytes()
+    clip.write_bytes(bytes(data))
+    out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
+    err = _one_line_error(capsys, ["--source", str(clip), "--backend", "fake", "-o", str(out), "--quiet",
+                                   "--stats", str(stats)], "could not be decoded and were skipped")
+    bad = int(err.split(": ")[-1].split()[0])
+    written = count_frames(out)[0]
+    assert 0 < bad < 30 and written + bad == 100 and written > 60
+    assert json.loads(stats.read_text())["source"]["bad_frames"] == bad

@@ -163,6 +163,16 @@ def test_onnx_repository_layout_config_and_runs(tiny, tmp_path):
         assert outputs["clean"].shape == (2, 3, h, w) and outputs["clean"].dtype == np.float32
 
 
+def test_repository_model_runs_in_onnxruntime(tmp_path):
+    """Unchecked config (no tritonclient needed): the copied ONNX still runs at two sizes, batch 2."""
+    source = save(two_output_model(), tmp_path / "two.onnx")
+    written = write_repository(tmp_path / "repo", source, validate=False)
+    assert written.model_path == tmp_path / "repo/nedr/1/model.onnx"
+    assert 'name: "transmission"' in written.config and "dims: [ 1, -1, -1 ]" in written.config
+    for (h, w), outputs in run_ort(written.model_path).items():
+        assert outputs["clean"].shape == (2, 3, h, w) and outputs["transmission"].shape == (2, 1, h, w)
+
+
 @needs_tritonclient
 def test_transmission_output_read_from_graph(tmp_path):
     source = save(two_output_model(), tmp_path / "two.onnx")
@@ -315,6 +325,36 @@ def test_cli_from_onnx(tiny, tmp_path, capsys):
     assert main(["export", "--triton", str(repo), "--from-onnx", str(tiny), "--triton-name", "haze", "--force",
                  "--triton-tensorrt", "fp16"]) == 0
     assert parse((repo / "haze/config.pbtxt").read_text()).optimization.execution_accelerators.gpu_execution_accelerator
+
+
+@needs_tritonclient
+def test_cli_from_engine(tmp_path, capsys):
+    engine = fake_engine(tmp_path, save(conv_model(), tmp_path / "tiny.onnx"))
+    engine = engine.rename(tmp_path / "built.bin")  # --from-engine does not go by the suffix
+    (tmp_path / "nedr.engine.json").rename(tmp_path / "built.bin.json")
+    manifest = json.loads((tmp_path / "built.bin.json").read_text())
+    manifest["engine"] = "built.bin"
+    (tmp_path / "built.bin.json").write_text(json.dumps(manifest))
+    repo = tmp_path / "models"
+    assert main(["export", "--triton", str(repo), "--from-engine", str(engine)]) == 0
+    assert "TensorRT is 10.3.0" in capsys.readouterr().out
+    assert parse((repo / "nedr/config.pbtxt").read_text()).platform == "tensorrt_plan"
+    assert (repo / "nedr/1/model.plan").is_file() and (repo / "nedr/1/model.plan.json").is_file()
+    assert main(["export", "--triton", str(repo), "--from-engine", str(engine), "--triton-name", "cpu",
+                 "--triton-instance", "cpu"]) == 2
+    assert "only on the GPU" in capsys.readouterr().err
+
+
+def test_cli_without_tritonclient(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tritonclient.grpc", None)
+    repo = tmp_path / "models"
+    assert main(["export", "--triton", str(repo), "--from-onnx", str(tiny)]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'tritonclient[grpc]'" in err and err.count("\n") == 1
+    assert not (repo / "nedr").exists()
+    assert main(["export", "--triton", str(repo), "--from-onnx", str(tiny), "--no-verify"]) == 0
+    assert "not checked against Triton's ModelConfig" in capsys.readouterr().out
+    assert (repo / "nedr/config.pbtxt").is_file()
 
 
 def test_cli_errors_are_one_line(tiny, tmp_path, capsys):

@@ -127,6 +127,7 @@ def _export_fast(args: argparse.Namespace, checkpoint, out: Path) -> int:
 
 def _run_triton(args: argparse.Namespace) -> int:
     """`--triton REPO`: export (or take --from-onnx/--from-engine) and write REPO/NAME atomically."""
+    import shlex
     import shutil
     import tempfile
 
@@ -158,7 +159,8 @@ def _run_triton(args: argparse.Namespace) -> int:
     options = dict(name=args.triton_name, max_batch_size=args.max_batch, queue_delay_us=args.triton_queue_delay,
                    instance=args.triton_instance, tensorrt=args.triton_tensorrt, force=args.force,
                    validate=validate, with_transmission=args.with_transmission,
-                   engine=True if args.from_engine else (False if given else None))
+                   engine=True if args.from_engine else (False if given else None),
+                   provenance="command: " + shlex.join(getattr(args, "argv", None) or ["nedr-export", "..."]))
     tmp = None
     try:
         if given:

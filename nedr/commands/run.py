@@ -188,6 +188,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.stats:
         _write_stats(args.stats, summary)
         print(f"stats: {args.stats}")
+    bad = summary["source"].get("bad_frames", 0)
+    if bad:  # the output is complete and finalised; the exit code still says the input was damaged
+        raise UserError(f"{summary['source']['source']}: {bad} frame(s) could not be decoded and were skipped")
     return 130 if summary["stopped_by"] == "interrupt" else 0  # SIGTERM/SIGHUP: a requested stop, 0
 
 
