@@ -25,6 +25,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from nedr.model.metrics import psnr
 from nedr.runtime.backends import Backend, Output, create_backend
 from nedr.runtime.pipeline import FrameProcessor, Pipeline, RunConfig
 from nedr.runtime.sinks import NullSink, VideoFileSink
@@ -33,11 +34,6 @@ from nedr.runtime.sources import Frame, Source, TransformSource, VideoFileSource
 from .machine import cpu_info, load_average, versions
 
 HAZE_SEED_FLICKER = 2  # A ≈ 0.73–0.78, below the 220/255 clamp of the dark-channel A, so A can flicker
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
 def _machine() -> dict[str, Any]:
@@ -220,13 +216,13 @@ def bench_fast(onnx: str | None, frames: int, threads: int | None, scales=(0.5, 
     base_ms = results["variants"]["1.0"]["ms_per_frame"]
     for key, v in results["variants"].items():
         v["speedup"] = round(base_ms / v["ms_per_frame"], 2)
-        v["psnr_vs_clean_db"] = round(float(np.mean([_psnr(o, c) for o, c in zip(outputs[key], clean)])), 2)
+        v["psnr_vs_clean_db"] = round(float(np.mean([psnr(o, c) for o, c in zip(outputs[key], clean)])), 2)
         if key != "1.0":
-            v["psnr_vs_full_res_db"] = round(float(np.mean([_psnr(o, f) for o, f in zip(outputs[key], full)])), 2)
+            v["psnr_vs_full_res_db"] = round(float(np.mean([psnr(o, f) for o, f in zip(outputs[key], full)])), 2)
             b = outputs[key + "_bilinear"]
-            v["bilinear_psnr_vs_full_res_db"] = round(float(np.mean([_psnr(o, f) for o, f in zip(b, full)])), 2)
-            v["bilinear_psnr_vs_clean_db"] = round(float(np.mean([_psnr(o, c) for o, c in zip(b, clean)])), 2)
-    results["psnr_hazy_vs_clean_db"] = round(float(np.mean([_psnr(h, c) for h, c in zip(hazy, clean)])), 2)
+            v["bilinear_psnr_vs_full_res_db"] = round(float(np.mean([psnr(o, f) for o, f in zip(b, full)])), 2)
+            v["bilinear_psnr_vs_clean_db"] = round(float(np.mean([psnr(o, c) for o, c in zip(b, clean)])), 2)
+    results["psnr_hazy_vs_clean_db"] = round(float(np.mean([psnr(h, c) for h, c in zip(hazy, clean)])), 2)
     return results
 
 
@@ -255,9 +251,9 @@ def bench_upsampling_oracle(frames: int = 4, scales=(0.5, 0.25)) -> dict:
             t0 = time.perf_counter()
             up = guided_upsample(s.hazy, small_in, small_out)
             times.append(time.perf_counter() - t0)
-            g.append(_psnr((up * 255 + 0.5).astype(np.uint8), truth))
+            g.append(psnr((up * 255 + 0.5).astype(np.uint8), truth))
             naive = cv2.resize(small_out, (w, h), interpolation=cv2.INTER_LINEAR)
-            b.append(_psnr((np.clip(naive, 0, 1) * 255 + 0.5).astype(np.uint8), truth))
+            b.append(psnr((np.clip(naive, 0, 1) * 255 + 0.5).astype(np.uint8), truth))
         rows[str(scale)] = {"guided_psnr_db": round(float(np.mean(g)), 2), "bilinear_psnr_db": round(float(np.mean(b)), 2),
                             "guided_upsample_ms": round(1000 * float(np.mean(times)), 1)}
     return {"frames": len(clean), "frame_size": list(clean[0].shape[:2]), "scales": rows}
@@ -327,7 +323,7 @@ def bench_flicker(onnx: str | None, frames: int, scale: float | None, threads: i
         "flicker_stabilized": _flicker(outs_by["stabilized"], clean, cuts),
         "flicker_clean_input": _flicker(clean, clean, cuts),
         "flicker_hazy_input": _flicker(hazy, clean, cuts),
-        "psnr_vs_clean_db": {k: round(float(np.mean([_psnr(o, c) for o, c in zip(v, clean)])), 2) for k, v in outs_by.items()},
+        "psnr_vs_clean_db": {k: round(float(np.mean([psnr(o, c) for o, c in zip(v, clean)])), 2) for k, v in outs_by.items()},
     }
     return result
 

@@ -39,7 +39,7 @@ import onnx
 import torch
 from torch import nn
 
-from nedr.errors import UserError
+from nedr.errors import UserError, first_line
 from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
 from nedr.model.physics import TOPK_MAX
 
@@ -167,7 +167,7 @@ def trace_checked(module: nn.Module, example: torch.Tensor, opset: int, dynamic:
         with torch.no_grad():
             graph = fold_constants(_trace(module, example, opset, dynamic, outputs))
     except Exception as exc:  # torch/onnx raise many types; the caller gets one
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise ExportError(f"{what}ONNX export failed: {type(exc).__name__}: {first[:200]}") from exc
     problems = check_ops(graph)
     if problems:

@@ -50,7 +50,7 @@ from typing import Callable
 
 import numpy as np
 
-from nedr.errors import UserError
+from nedr.errors import UserError, first_line
 
 from .metadata import META_PREFIX, file_sha256, load_onnx, read_metadata
 
@@ -271,7 +271,7 @@ def quantize_with_ranges(onnx_in: Path, ranges, target: str, nodes_to_exclude: l
             quantize_static(str(onnx_in), str(out), None, nodes_to_exclude=list(nodes_to_exclude),
                             calibrate_method=ranges.calibration_method, calibration_cache_path=str(cache), **settings)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise QuantizeError(f"onnxruntime quantization failed: {type(exc).__name__}: {first[:200]}") from exc
         finally:
             quant_logger.setLevel(level)
@@ -587,7 +587,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
         try:
             ranges = compute_ranges(onnx_in, calib_set.frames, method, CALIBRATED_OP_TYPES, INPUT_NAME)
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise QuantizeError(f"calibration failed: {type(exc).__name__}: {first[:200]}") from exc
         if cache_path is not None:
             try:
@@ -707,7 +707,7 @@ def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target,
                               nodes_to_exclude=excluded, high_precision_dtype="fp32", use_zero_point=False,
                               output_path=str(out))
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise QuantizeError(f"modelopt quantization failed: {type(exc).__name__}: {first[:200]}") from exc
         int8 = onnx.load_model(str(out))
     seconds["quantize"] = time.perf_counter() - t

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from nedr.errors import UserError
+from nedr.errors import UserError, first_line
 
 from .metadata import file_sha256
 
@@ -209,7 +209,7 @@ def validate_config(text: str):
     try:
         text_format.Parse(text, config)
     except text_format.ParseError as exc:
-        first = (str(exc).strip().splitlines() or ["?"])[0]
+        first = first_line(exc)
         raise TritonError(f"config.pbtxt does not parse as Triton's ModelConfig: {first}") from None
     problems = _config_problems(config, pb2)
     if problems:

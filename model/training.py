@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import pad_to_contract
+from .metrics import psnr, ssim, to_uint8
 from .network import Architecture, NeDR
 
 PRESETS = ("supervised", "paper")
@@ -125,13 +125,6 @@ def lr_scale(cfg: TrainConfig, step: int) -> float:
     return 0.5 ** sum(step >= m for m in cfg.lr_milestones)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR on uint8-quantised RGB (the field's convention), for validation during training."""
-    qa, qb = (a.clamp(0, 1) * 255).round(), (b.clamp(0, 1) * 255).round()
-    mse = float(((qa - qb) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 class Trainer:
     """Runs an objective over a dataset with logging, validation and resumable checkpoints."""
 
@@ -188,8 +181,6 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         if self.val_data is None:
             return {}
-        from skimage.metrics import structural_similarity
-
         self.model.eval()
         scores_p, scores_s = [], []
         with torch.no_grad():
@@ -198,10 +189,9 @@ class Trainer:
                 hazy = item["hazy"][None].to(self.device)
                 j = self.model.predict(pad_to_contract(hazy), guided=False).clean[0, :, :hazy.shape[-2], :hazy.shape[-1]]
                 j = j.float().cpu()
-                scores_p.append(psnr(j, item["clean"]))
-                a = (j.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-                b = (item["clean"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-                scores_s.append(structural_similarity(a, b, channel_axis=-1, data_range=255))
+                a, b = (to_uint8(x.permute(1, 2, 0).numpy()) for x in (j, item["clean"]))
+                scores_p.append(psnr(a, b))
+                scores_s.append(ssim(a, b))
         self.train_mode()
         return {"val_psnr": float(np.mean(scores_p)), "val_ssim": float(np.mean(scores_s))}
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 import sys
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty): what a one-line
+    error keeps of a library's multi-line message."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
 class UserError(RuntimeError):
     """A problem with the command line or the environment, with the fix in its message."""
 
-    @staticmethod
-    def describe(exc: BaseException) -> str:
-        text = str(exc).strip().splitlines()
-        return text[0] if text else type(exc).__name__
+    describe = staticmethod(first_line)
 
 
 # Stage errors that are the user's to fix, by module. Looked up in sys.modules rather than

@@ -17,7 +17,6 @@ cache folder (that one step needs torch).
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -27,6 +26,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from nedr.errors import first_line
+from nedr.export.metadata import file_sha256
 
 from .errors import BackendError
 from .frames import MIN_SIZE, PAD_MULTIPLE, meets_contract
@@ -241,14 +243,6 @@ def demo_weights_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "weights" / "nedr-demo.safetensors"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached_onnx(checkpoint: str | os.PathLike | None = None, *, with_transmission: bool = True,
                 folder: str | os.PathLike | None = None) -> Path:
     """An ONNX export of `checkpoint` (default: demo weights), made once and kept in the cache.
@@ -260,7 +254,7 @@ def cached_onnx(checkpoint: str | os.PathLike | None = None, *, with_transmissio
     if not weights.is_file():
         raise BackendError(f"{weights}: no such weights file")
     folder = Path(folder) if folder else cache_dir() / "onnx"
-    path = folder / f"nedr-{_sha256(weights)[:16]}{'-jt' if with_transmission else ''}.onnx"
+    path = folder / f"nedr-{file_sha256(weights)[:16]}{'-jt' if with_transmission else ''}.onnx"
     if path.is_file():
         return path
     if not importable("torch"):
@@ -456,7 +450,7 @@ class OnnxRuntimeBackend(Backend):
             self._session = ort.InferenceSession(str(self.model_path), options, providers=chosen,
                                                  provider_options=provider_options)
         except Exception as exc:  # InvalidProtobuf, Fail, NoSuchFile, EP init errors
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise BackendError(f"ONNX Runtime cannot load {self.model_path}: {first[:240]}") from None
         self.providers = self._session.get_providers()
         inputs = self._session.get_inputs()
@@ -501,7 +495,7 @@ class OnnxRuntimeBackend(Backend):
             else:
                 outs = self._session.run(self.output_names, {self.input_name: batch})
         except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise BackendError(f"ONNX Runtime failed on a {batch.shape[2]}×{batch.shape[3]} frame: {first[:240]}") from None
         clean = np.asarray(outs[0], dtype=np.float32)
         t = np.asarray(outs[1], dtype=np.float32) if len(outs) > 1 else None
