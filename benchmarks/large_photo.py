@@ -1,0 +1,88 @@
+"""Large photos through `dehaze()`: mean-colour drift against the same scene at 512², and peak memory.
+
+    python -m nedr.benchmarks.large_photo [--checkpoint PATH] [-o benchmarks/results/cpu/large_photo.json]
+
+The scene is the bundled hazy sample (skimage coffee + synthetic haze) resized to 512², then
+enlarged; every size is dehazed with the defaults (`dehaze()` switches to the small network plus
+guided upsampling above its `LARGE_SIDE`) and, where affordable, at full size. A 6000×4000 photo
+is dehazed in a fresh process whose peak RSS is read from the kernel, which is what the ≤ 4 GB
+target is about.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .machine import cpu_info, load_average, versions
+
+SIZES = (512, 1024, 2048, 4096)
+
+
+def _scene() -> np.ndarray:
+    from nedr.model.metrics import to_uint8
+    from nedr.model.samples import demo_hazy
+
+    return cv2.resize(to_uint8(demo_hazy().hazy), (512, 512), interpolation=cv2.INTER_AREA)
+
+
+def _peak_rss_of_big_photo(checkpoint: str | None, shape=(4000, 6000)) -> dict:
+    code = (
+        "import resource, time, numpy as np, cv2\n"
+        "from nedr.model import load_checkpoint, dehaze\n"
+        f"m = load_checkpoint({checkpoint!r})\n"
+        "rng = np.random.default_rng(0)\n"
+        f"img = cv2.resize((rng.random((40, 60, 3)) * 255).astype(np.uint8), ({shape[1]}, {shape[0]}))\n"
+        "t = time.perf_counter(); out = dehaze(m, img); s = time.perf_counter() - t\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, s, out.shape)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    kib, seconds, *_ = proc.stdout.split()
+    return {"shape": list(shape), "peak_rss_gib": round(int(kib) / 2**20, 2), "seconds": round(float(seconds), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("-o", "--output", default="benchmarks/results/cpu/large_photo.json")
+    args = ap.parse_args()
+    from nedr.model import load_checkpoint, dehaze
+    from nedr.model.inference import LARGE_SIDE, NETWORK_SIDE
+
+    model = load_checkpoint(args.checkpoint)
+    scene = _scene()
+    ref = None
+    rows = []
+    for side in SIZES:
+        image = scene if side == 512 else cv2.resize(scene, (side, side), interpolation=cv2.INTER_CUBIC)
+        for full_res in ((False, True) if side <= 1024 else (False,)):
+            start = time.perf_counter()
+            out = dehaze(model, image, max_side=None if full_res else LARGE_SIDE)
+            seconds = time.perf_counter() - start
+            mean = out.reshape(-1, 3).mean(0)
+            ref = mean if ref is None else ref
+            rows.append({"size": side, "mode": "full size" if full_res or side <= LARGE_SIDE else
+                         f"network at {NETWORK_SIDE} + guided upsampling", "seconds": round(seconds, 2),
+                         "mean_rgb": [round(float(v), 2) for v in mean],
+                         "drift_vs_512": round(float(np.abs(mean - ref).max()), 2)})
+            print(rows[-1], flush=True)
+    big = _peak_rss_of_big_photo(args.checkpoint)
+    print(big)
+    report = {"checkpoint": args.checkpoint or "bundled demo weights", "large_side": LARGE_SIDE,
+              "network_side": NETWORK_SIDE, "rows": rows, "big_photo": big,
+              "machine": {"cpu": cpu_info(), "load_avg": load_average()}, "versions": versions(),
+              "own_peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
