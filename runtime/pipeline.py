@@ -512,12 +512,15 @@ class Pipeline:
         fps = (frames - 1) / elapsed if frames > 1 and elapsed > 0 else (1 / elapsed if frames and elapsed else 0.0)
         stab = self.processor.stabilizer
         fast = self.config.infer_size or self.config.scale
+        source = self.source.describe()
         return {
             "frames": frames,
             "elapsed_s": round(elapsed, 3),
             "fps": round(fps, 3),
             "inference_only_fps": round(1000 / infer["mean_ms"], 3) if infer else None,
             "dropped": int(self.source.dropped),
+            "reconnects": int(source.get("reconnects") or 0),        # live sources (0 for files)
+            "disconnected_s": float(source.get("disconnected_s") or 0.0),
             "interrupted": bool(getattr(self, "interrupted", False)),
             "stopped_by": self.stopped_by or "end_of_source",
             "warmup_s": round(self.warmup_s, 3),
@@ -531,7 +534,7 @@ class Pipeline:
                           "scene_cuts": stab.detector.cuts, "unavailable": stab.unavailable},
             "stages": stages,
             "backend": self.backend.describe(),
-            "source": self.source.describe(),
+            "source": source,
             "sinks": [_describe(s) for s in self.sinks],
         }
 
@@ -620,8 +623,15 @@ def format_summary(summary: dict[str, Any]) -> str:
     if src.get("bad_frames"):
         lines.append(f"{src['bad_frames']} undecodable frame(s) in {src['source']} skipped; the frames before and "
                      "after them are in the output")
-    if src.get("reconnects"):
-        lines.append(f"source reconnected {src['reconnects']} time(s)")
+    if src.get("reconnects") or src.get("disconnected_s") or src.get("stalls"):
+        lines.append(f"source reconnected {src.get('reconnects', 0)} time(s), {src.get('disconnected_s', 0):.1f} s "
+                     "without frames" + (f", {src['stalls']} stall(s)" if src.get("stalls") else ""))
+    for sink in summary.get("sinks") or []:
+        paced = sink.get("paced")
+        if paced and (paced.get("repeated") or paced.get("dropped")):
+            lines.append(f"live recording in real time at {paced['fps']:g} fps: {paced['frames_in']} frame(s) "
+                         f"processed, {paced['repeated']} repeated, {paced['dropped']} dropped"
+                         + (f", {paced['skipped_s']:.1f} s of outage left out" if paced.get("skipped_s") else ""))
     if summary.get("interrupted"):
         how = "Ctrl-C" if summary.get("stopped_by") == "interrupt" else summary.get("stopped_by", "the stop")
         lines.append(f"interrupted: the output holds every frame finished before {how}")

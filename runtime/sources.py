@@ -10,20 +10,28 @@
 
 Live sources run a grabber thread that keeps only the newest frame (counting the ones nobody took
 as `dropped`), so a slow consumer never builds up lag; when the stream breaks, the grabber reopens
-it with exponential backoff. File sources lose no frame. Every frame is converted to 8-bit RGB
+it with exponential backoff, logging each attempt as one line on stderr. Every blocking open and
+read of a live source is bounded by a timeout (`DEFAULT_TIMEOUT`, `nedr run --timeout`): OpenCV's
+own open/read timeouts for FFmpeg captures, plus a watchdog for captures that ignore them (see
+`LiveSource`). File sources lose no frame. Every frame is converted to 8-bit RGB
 (grey, BGRA and 16-bit frames included); a size change mid-stream passes through (the pipeline
 handles it). Failures to open are `SourceError` with one line.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
+import os
 import re
+import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -35,6 +43,13 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".p
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".y4m"}
 LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"}
 DEFAULT_FPS = 25.0
+DEFAULT_TIMEOUT = 10.0  # seconds: a live source's open, each read, and the "no frame" stall notice
+DEFAULT_PORTS = {"http": 80, "https": 443, "rtsp": 554, "rtsps": 322, "rtmp": 1935, "rtmps": 443}
+
+# FFmpeg (inside OpenCV) prints its own lines ("[tcp @ 0x…] Connection refused") on every failed
+# open, which would bury nedr's one-line messages and flood a journal while a stream reconnects.
+# Read when OpenCV first uses FFmpeg; set OPENCV_FFMPEG_LOGLEVEL=16 (or 24, 32) to see them again.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 def csi_pipeline(sensor_id: int = 0, width: int = 1920, height: int = 1080, fps: int = 30, flip: int = 0) -> str:
@@ -86,6 +101,69 @@ def opencv_has(feature: str) -> bool:
 
 def gstreamer_available() -> bool:
     return opencv_has("GStreamer")
+
+
+@functools.lru_cache(maxsize=None)
+def ffmpeg_timeouts_available() -> bool:
+    """Whether this OpenCV has the FFmpeg backend and its open/read timeout properties (4.5.4+)."""
+    return opencv_has("FFMPEG") and hasattr(cv2, "CAP_PROP_OPEN_TIMEOUT_MSEC") and hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC")
+
+
+def open_stream(url: str, timeout: float | None = DEFAULT_TIMEOUT):
+    """cv2.VideoCapture for a URL: FFmpeg with its open and read timeouts when it has them."""
+    if timeout and ffmpeg_timeouts_available():
+        ms = max(1, int(timeout * 1000))
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
+                                                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+    return cv2.VideoCapture(url)
+
+
+def log_stderr(message: str) -> None:
+    """One line on stderr, above the progress bar when there is one."""
+    try:
+        from tqdm import tqdm
+        tqdm.write(message, file=sys.stderr)
+    except Exception:  # noqa: BLE001 - logging must never break a run
+        print(message, file=sys.stderr, flush=True)
+
+
+def redact(url: str) -> str:
+    """The URL with its password masked, fit for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+        if not parts.password:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+    except ValueError:
+        return url
+
+
+def why_unreachable(url: str, elapsed: float, timeout: float | None) -> str:
+    """Why opening `url` failed, as far as a TCP probe of its host and port can tell."""
+    waited = timeout is not None and elapsed >= 0.8 * timeout
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host, port = parts.hostname, None
+    with contextlib.suppress(ValueError):
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    if scheme in ("udp", "srt", "rtp") or not host or not port:
+        return (f"no video arrived within {timeout:g} s" if waited else
+                "unreachable, wrong path or credentials, or a codec this OpenCV lacks")
+    where = f"{host}:{port}"
+    try:
+        with socket.create_connection((host, port), timeout=min(1.0, timeout or 1.0)):
+            pass
+    except ConnectionRefusedError:
+        return f"connection refused: nothing is listening on {where}"
+    except socket.gaierror:
+        return f"cannot resolve the host name {host!r}"
+    except OSError:
+        return f"no answer from {where}" + (f" within {timeout:g} s" if waited else "")
+    if waited:
+        return f"{where} accepts connections but sent no video within {timeout:g} s"
+    return (f"{where} answers, but OpenCV cannot open a video stream there (wrong path or credentials, not a video "
+            "stream, or a codec this OpenCV lacks)")
 
 
 def _fps(cap) -> float:
@@ -247,7 +325,24 @@ class LiveSource(Source):
     `opener()` returns an opened capture-like object (`read() -> (ok, frame)`, `release()`,
     optionally `isOpened()`/`get()`). A frame grabbed while the previous one was never taken counts as
     dropped. When `read()` fails the grabber releases the capture and reopens it after 0.5 s, 1 s,
-    2 s, … (capped at `backoff_max`), giving up after `max_retries` failed attempts (None: never).
+    2 s, … (capped at `backoff_max`), giving up after `max_retries` failed attempts in a row (None:
+    never; 0: no reconnection), which ends the source with a one-line `SourceError`.
+
+    `timeout` (seconds; None: none) bounds every blocking call, so it must be well above the
+    stream's frame interval:
+    * an open that has not returned after `timeout` plus a grace period counts as failed (the stuck
+      call finishes in its own thread, which releases what it opened);
+    * a read that took the whole `timeout` (OpenCV's FFmpeg backend gives up after it) means the
+      data stopped: a stall notice, and the capture is reopened (what such a read returns is a stale
+      frame the decoder held back);
+    * a watchdog logs the stall notice when no frame came for `timeout`, and gives up a capture whose
+      read has been blocked for longer than `timeout` plus the grace period (backends that ignore
+      timeouts), starting a fresh grabber that reconnects; the old one releases its capture if the
+      read ever returns.
+    Each loss, reconnection attempt (number, delay), reconnection and stall is one line through `log`
+    (default: stderr). `describe()` adds `reconnects`, `stalls` and `disconnected_s`: the time
+    without frames from the last frame before each loss to the first frame after it (an outage
+    still going on included).
     """
 
     live = True
@@ -255,27 +350,48 @@ class LiveSource(Source):
 
     def __init__(self, name: str, opener: Callable[[], Any], *, order: str = "bgr", reconnect: bool = True,
                  max_retries: int | None = None, backoff: float = 0.5, backoff_max: float = 8.0,
-                 open_error: str | None = None) -> None:
+                 timeout: float | None = DEFAULT_TIMEOUT, open_error: str | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         super().__init__(name)
         self._opener, self.order = opener, order
         self.reconnect, self.max_retries = reconnect, max_retries
         self.backoff, self.backoff_max = backoff, backoff_max
+        self.timeout = timeout
+        self.log = log or log_stderr
         self.reconnects = 0
+        self.stalls = 0
+        self.disconnected_s = 0.0
         self.grabbed = 0
-        self._cap = self._try_open()
-        if self._cap is None:
-            raise SourceError(open_error or f"{name}: cannot open this live source")
-        get = getattr(self._cap, "get", None)
-        self.fps = _fps(self._cap) if get else DEFAULT_FPS
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._latest: tuple[int, Any, float] | None = None
         self._taken = -1
+        self._stamps: dict[int, float] = {}  # capture time of the frames handed out (capture_time)
         self._ended = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._gen = 0                                   # the current grabber; older ones were given up
+        self._reading: tuple[int, float] | None = None  # (grabber, since) while a read() is in progress
+        self._lost_at: float | None = None              # last frame before the outage going on, if any
+        self._stalled = False
+        started = time.perf_counter()
+        self._cap = self._try_open()
+        if self._cap is None:
+            raise SourceError(open_error or self._open_failure(time.perf_counter() - started))
+        self._last_frame = time.perf_counter()  # the watchdog counts "no frame" from the open
+        get = getattr(self._cap, "get", None)
+        self.fps = _fps(self._cap) if get else DEFAULT_FPS
 
-    def _try_open(self):
+    @property
+    def grace(self) -> float:
+        """How long past `timeout` a blocked open or read is given before it is abandoned."""
+        return max(1.0, 0.5 * (self.timeout or 0.0))
+
+    def _open_failure(self, elapsed: float) -> str:
+        """The one-line error when the first open fails (`elapsed`: how long it took)."""
+        return f"{self.name}: cannot open this live source"
+
+    def _open_now(self):
         try:
             with quiet_opencv():
                 cap = self._opener()
@@ -288,53 +404,171 @@ class LiveSource(Source):
             return None
         return cap
 
+    def _try_open(self):
+        """An opened capture, or None: the opener raised, returned nothing or a closed capture, or
+        had not returned after `timeout` plus the grace period (or the source was closed meanwhile)."""
+        if self.timeout is None:
+            return self._open_now()
+        lock, result, given_up = threading.Lock(), [], []
+
+        def work() -> None:
+            cap = self._open_now()
+            with lock:
+                if not given_up:
+                    result.append(cap)
+                    return
+            if cap is not None:  # nobody waits for it any more
+                cap.release()
+
+        thread = threading.Thread(target=work, name=f"open:{self.name}", daemon=True)
+        thread.start()
+        deadline = time.perf_counter() + self.timeout + self.grace
+        while True:
+            thread.join(0.05)
+            with lock:
+                if result:
+                    return result[0]
+                if not thread.is_alive() or self._stop.is_set() or time.perf_counter() > deadline:
+                    given_up.append(True)
+                    return None
+
     def start(self) -> "LiveSource":
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._grab_loop, name=f"grab:{self.name}", daemon=True)
-            self._thread.start()
+        with self._cond:
+            if self._thread is None:
+                cap, self._cap = self._cap, None  # the grabber owns (and releases) it from now on
+                self._spawn(cap)
+                if self.timeout is not None:
+                    threading.Thread(target=self._watch, name=f"watch:{self.name}", daemon=True).start()
         return self
 
-    def _grab_loop(self) -> None:
-        try:
-            while not self._stop.is_set():
-                ok, raw = self._cap.read() if self._cap is not None else (False, None)
-                if ok and raw is not None:
-                    with self._cond:
-                        if self._latest is not None and self._latest[0] > self._taken:
-                            self.dropped += 1
-                        self._latest = (self.grabbed, raw, time.perf_counter())
-                        self.grabbed += 1
-                        self._cond.notify_all()
-                    continue
-                if not self._reopen():
-                    break
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            self._error = exc
-        finally:
-            with self._cond:
-                self._ended = True
-                self._cond.notify_all()
+    def _spawn(self, cap) -> None:
+        """A new grabber (with `cap`, or reconnecting first when None); older ones stop on their own."""
+        self._gen += 1
+        self._thread = threading.Thread(target=self._grab_loop, args=(self._gen, cap), name=f"grab:{self.name}",
+                                        daemon=True)
+        self._thread.start()
 
-    def _reopen(self) -> bool:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
-        if not self.reconnect:
-            return False
+    def _grab_loop(self, gen: int, cap) -> None:
+        try:
+            while not self._stop.is_set() and gen == self._gen:
+                if cap is None:
+                    cap = self._reconnect(gen)
+                    if cap is None:
+                        return
+                    continue
+                started = time.perf_counter()
+                self._reading = (gen, started)
+                ok, raw = cap.read()
+                if gen != self._gen:  # the watchdog gave this capture up while the read hung
+                    return
+                self._reading = None
+                if self.timeout is not None and time.perf_counter() - started >= 0.95 * self.timeout:
+                    # the read ran out its timeout: the data stopped. What it may still return is a
+                    # stale frame the decoder held back, and the connection is dead: reopen it
+                    self._lose(f"no frame for {self.timeout:g} s", stalled=True)
+                elif ok and raw is not None:
+                    self._publish(raw)
+                    continue
+                else:
+                    self._lose("the stream ended or the connection closed")
+                cap.release()
+                cap = None
+                if not self.reconnect:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            if gen == self._gen:
+                self._error = exc
+        finally:
+            if cap is not None:
+                cap.release()
+            with self._cond:
+                if gen == self._gen:  # the current grabber ended, and so does the source
+                    self._ended = True
+                    self._cond.notify_all()
+
+    def _publish(self, raw) -> None:
+        now = time.perf_counter()
+        with self._cond:
+            if self._latest is not None and self._latest[0] > self._taken:
+                self.dropped += 1
+            self._latest = (self.grabbed, raw, now)
+            self.grabbed += 1
+            self._last_frame = now
+            if self._lost_at is not None:
+                self.disconnected_s += now - self._lost_at
+                self._lost_at = None
+            self._stalled = False
+            self._cond.notify_all()
+
+    def _lose(self, why: str, stalled: bool = False) -> None:
+        """The stream is gone (its read failed): the outage starts at the last frame."""
+        if stalled:
+            self._note_stall()
+        with self._cond:
+            if self._lost_at is None:
+                self._lost_at = self._last_frame
+        self.log(f"nedr: {self.name}: stream lost ({why})" + ("; reconnecting" if self.reconnect else ""))
+
+    def _note_stall(self) -> None:
+        with self._cond:
+            if self._stalled or self._lost_at is not None:
+                return
+            self._stalled = True
+            self.stalls += 1
+        self.log(f"nedr: {self.name}: no frame for {self.timeout:g} s (stalled)")
+
+    def _reconnect(self, gen: int):
+        """Reopen with backoff; None when stopped, given up, or out of attempts (then `_error` says so)."""
         delay, attempts = self.backoff, 0
-        while not self._stop.is_set():
-            if self._stop.wait(delay):
-                return False
-            self._cap = self._try_open()
-            if self._cap is not None:
-                self.reconnects += 1
-                return True
-            attempts += 1
+        while not self._stop.is_set() and gen == self._gen:
             if self.max_retries is not None and attempts >= self.max_retries:
-                self._error = SourceError(f"{self.name}: stream lost and {attempts} reconnection attempts failed")
-                return False
+                tail = f"timeout {self.timeout:g} s" if self.timeout else "no timeout"
+                self._error = SourceError(
+                    f"{self.name}: stream lost and reconnection is off (max retries 0, {tail})" if not attempts else
+                    f"{self.name}: stream lost and {attempts} reconnection attempt{'s' if attempts > 1 else ''} "
+                    f"failed (max retries {self.max_retries}, {tail})")
+                return None
+            attempts += 1
+            of = f"/{self.max_retries}" if self.max_retries is not None else ""
+            self.log(f"nedr: {self.name}: reconnect attempt {attempts}{of} in {delay:g} s")
+            if self._stop.wait(delay):
+                return None
+            cap = self._try_open()
+            if cap is not None:
+                self.reconnects += 1
+                gone = time.perf_counter() - (self._lost_at or self._last_frame)
+                self.log(f"nedr: {self.name}: reconnected (attempt {attempts}, {gone:.1f} s without frames)")
+                return cap
             delay = min(delay * 2, self.backoff_max)
-        return False
+        return None
+
+    def _watch(self) -> None:
+        """Stall notices, and a fresh grabber when a read ignores every timeout."""
+        period = min(0.25, self.timeout / 4)
+        while not self._stop.wait(period):
+            with self._cond:
+                if self._ended:
+                    return
+                now = time.perf_counter()
+                stalled = self._lost_at is None and now - self._last_frame >= self.timeout
+                reading = self._reading
+                hung = (reading is not None and reading[0] == self._gen and now - reading[1] > self.timeout + self.grace
+                        and not self._stop.is_set())
+                if hung:  # give that capture up (its grabber releases it if the read ever returns)
+                    self._reading = None
+                    if self._lost_at is None:
+                        self._lost_at = self._last_frame
+                    if self.reconnect:
+                        self._spawn(None)
+                    else:  # the source ends here
+                        self._gen += 1
+                        self._ended = True
+                        self._cond.notify_all()
+            if stalled:
+                self._note_stall()
+            if hung:
+                self.log(f"nedr: {self.name}: stream lost (a read blocked for {now - reading[1]:.0f} s)"
+                         + ("; reconnecting" if self.reconnect else ""))
 
     def latest(self, timeout: float | None = None) -> Frame | None:
         """The newest frame not yet taken (waits for one); None when the source has ended."""
@@ -352,8 +586,16 @@ class LiveSource(Source):
                 self._cond.wait(0.1 if remaining is None else min(0.1, remaining))
             seq, raw, stamp = self._latest
             self._taken = seq
+            self._stamps[seq] = stamp
+            if len(self._stamps) > 512:
+                del self._stamps[next(iter(self._stamps))]
         self.frames_read += 1
         return Frame(seq, to_rgb8(raw, self.order), stamp)
+
+    def capture_time(self, index: int) -> float | None:
+        """When frame `index` (one handed out recently) was captured (time.perf_counter())."""
+        with self._cond:
+            return self._stamps.get(index)
 
     def __iter__(self) -> Iterator[Frame]:
         while True:
@@ -364,14 +606,23 @@ class LiveSource(Source):
 
     def close(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        thread = self._thread
+        if thread is not None:  # a read that hangs past this is released by its grabber when it returns
+            thread.join(timeout=5)
+        with self._cond:
+            if self._cap is not None:  # never started
+                self._cap.release()
+                self._cap = None
+            if self._lost_at is not None:  # stopped during an outage: it lasted until now
+                self.disconnected_s += time.perf_counter() - self._lost_at
+                self._lost_at = None
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "grabbed": self.grabbed, "reconnects": self.reconnects}
+        with self._cond:
+            gone = self.disconnected_s + (time.perf_counter() - self._lost_at if self._lost_at is not None else 0.0)
+        return {**super().describe(), "grabbed": self.grabbed, "reconnects": self.reconnects,
+                "disconnected_s": round(gone, 3), "stalls": self.stalls, "timeout_s": self.timeout,
+                "max_retries": self.max_retries}
 
 
 class CameraSource(LiveSource):
@@ -389,9 +640,13 @@ class StreamSource(LiveSource):
     kind = "stream"
 
     def __init__(self, url: str, **kwargs) -> None:
-        super().__init__(url, lambda: cv2.VideoCapture(url),
-                         open_error=f"{url}: cannot open the stream (unreachable, wrong path or credentials, or a codec "
-                                    "this OpenCV lacks)", **kwargs)
+        self.url = url
+        timeout = kwargs.get("timeout", DEFAULT_TIMEOUT)
+        super().__init__(redact(url), lambda: open_stream(url, timeout), **kwargs)  # name: no password
+
+    def _open_failure(self, elapsed: float) -> str:
+        limit = f"timeout {self.timeout:g} s" if self.timeout else "no timeout"
+        return f"{self.name}: cannot open the stream ({limit}): {why_unreachable(self.url, elapsed, self.timeout)}"
 
 
 class GStreamerSource(LiveSource):

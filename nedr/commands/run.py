@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from nedr.errors import UserError
@@ -20,6 +21,7 @@ SAMPLE_CLIP = "bikes.mp4"
 SAMPLE_SEED = 7  # nedr.model.samples.DEMO_SEED: the same haze as the bundled still sample
 SAMPLE_CPU_FRAMES = 40  # 1.6 s of the clip, including the scene cut at frame 30
 SAMPLE_CPU_SCALE = 0.5
+DEFAULT_TIMEOUT = 10.0  # nedr.runtime.sources.DEFAULT_TIMEOUT (not imported here: that pulls in OpenCV)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +52,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference (onnxruntime, torch)")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
     parser.add_argument("--cuda-graph", action="store_true", help="tensorrt: capture and replay a CUDA graph per input size")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
+                        help="live sources: seconds an open or a read may take before it counts as failed; no frame "
+                             f"for S seconds is a stall, and the stream is reconnected (default: {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--max-retries", type=int, default=None, metavar="N",
+                        help="live sources: stop with an error after N failed reconnection attempts in a row "
+                             "(default: keep trying; 0: never reconnect)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -88,6 +96,69 @@ def sample_source():
     except SampleError as exc:
         raise UserError(f"{exc}; or give --source") from None
     return TransformSource(VideoFileSource(path), HazeLayer(), name=f"{SAMPLE_CLIP} + synthetic haze (seed {SAMPLE_SEED})")
+
+
+class RealTimeSink:
+    """A live source's video file in real time. The file has a fixed frame rate (the stream's), but
+    a live source delivers what the pipeline keeps up with (12 of 25 fps, say), so writing each frame
+    once would make a 10-minute capture a 5-minute video. Instead each frame is held until the next
+    one arrives and written once per frame slot it covers, by their capture times (the newest of
+    several frames within one slot is kept, the others dropped). An outage longer than `MAX_FILL_S`
+    is left out (the video jumps) rather than filled with a frozen frame for its whole length."""
+
+    MAX_FILL_S = 10.0
+    main_thread = False
+
+    def __init__(self, sink, capture_time) -> None:
+        self.inner, self.capture_time = sink, capture_time
+        self.fps = float(sink.fps)
+        self.frames_in = self.slots = self.repeated = self.dropped = 0
+        self.skipped_s = 0.0
+        self._t0: float | None = None
+        self._held: tuple | None = None
+
+    def __call__(self, hazy, dehazed, index) -> None:
+        stamp = self.capture_time(index) if self.capture_time else None
+        stamp = time.perf_counter() if stamp is None else stamp
+        self.frames_in += 1
+        if self._held is None:
+            self._t0 = stamp
+        else:
+            covered = int((stamp - self._t0) * self.fps + 1e-6) - self.slots  # slots the held frame spans
+            if covered <= 0:
+                self.dropped += 1
+            else:
+                if covered > self.MAX_FILL_S * self.fps:
+                    self.skipped_s += (covered - 1) / self.fps
+                    self._t0 += (covered - 1) / self.fps
+                    covered = 1
+                self._write(self._held, covered)
+        self._held = (hazy, dehazed, index)
+
+    def _write(self, item: tuple, times: int) -> None:
+        for _ in range(times):
+            self.inner(*item)
+        self.slots += times
+        self.repeated += times - 1
+
+    def close(self) -> None:
+        held, self._held = self._held, None
+        try:
+            if held is not None:
+                self._write(held, 1)
+        finally:
+            self.inner.close()
+
+    def discard(self) -> None:
+        self._held = None
+        discard = getattr(self.inner, "discard", None)
+        if discard:
+            discard()
+
+    def describe(self) -> dict:
+        paced = {"fps": self.fps, "frames_in": self.frames_in, "repeated": self.repeated, "dropped": self.dropped,
+                 "skipped_s": round(self.skipped_s, 3)}
+        return {**self.inner.describe(), "paced": paced}
 
 
 def _default_output(args, source) -> str | None:
@@ -139,6 +210,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError("--max-frames must be at least 1")
     if args.threads is not None and args.threads < 1:
         raise UserError("--threads must be at least 1")
+    if not args.timeout > 0:
+        raise UserError(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.max_retries is not None and args.max_retries < 0:
+        raise UserError("--max-retries must be 0 or more")
     if args.scale is not None and not 0 < args.scale <= 1:
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
     try:
@@ -151,7 +226,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.model and not Path(args.model).is_file():
         raise UserError(f"{args.model}: no such model file")
 
-    source = sample_source() if args.source is None else open_source(args.source)
+    source = (sample_source() if args.source is None else
+              open_source(args.source, timeout=args.timeout, max_retries=args.max_retries))
     compare = args.compare or args.source is None
     sinks = []
     backend = create_backend(name, args.model, device=args.device, threads=args.threads,
@@ -160,7 +236,10 @@ def _run(args: argparse.Namespace) -> int:
         output = _default_output(args, source)
         if args.source and output and Path(args.source).is_file() and Path(output).resolve() == Path(args.source).resolve():
             raise UserError(f"refusing to overwrite the source {args.source} with the dehazed video; give another -o")
-        sinks.append(open_sink(output, fps=source.fps, compare=compare, segment=args.segment))
+        sink = open_sink(output, fps=source.fps, compare=compare, segment=args.segment)
+        if source.live and sink.kind in ("video", "video_segments"):
+            sink = RealTimeSink(sink, getattr(source, "capture_time", None))
+        sinks.append(sink)
         if args.display:
             sinks.append(DisplaySink(compare=compare))
         backend.activate()  # loads (or exports) the model before the progress bar appears
