@@ -36,8 +36,6 @@ from nedr.runtime.pipeline import FrameProcessor, RunConfig
 from nedr.runtime.sources import Frame
 
 from . import candidates as cand
-from nedr.model.complexity import gmac_per_frame
-
 from .frames import fit, real_frames
 from .machine import conv_peak_gmac_s, cpu_info, cuda_conv_peak_gmac_s, gpu_info, load_average, versions
 from .memory import measure_peaks
@@ -236,6 +234,8 @@ class Bench:
 
     # -- speed
     def speed(self) -> list[dict]:
+        from nedr.model.complexity import gmac_per_frame  # torch: nedr.benchmarks imports without it
+
         c = self.config
         frame_source = real_frames(1)[0][1]
         rows: list[dict] = []

@@ -39,9 +39,9 @@ class TinyDehazer(nn.Module):
     Keeps a BatchNorm so that buffers, not only weights, go through the resume path.
     """
 
-    def __init__(self, atmosphere: str = "dark_channel", guided_filter: bool = False):
+    def __init__(self, atmosphere: str = "dark_channel", guided_filter: bool = False, arch=None):
         super().__init__()
-        self.atmosphere, self.guided_filter = atmosphere, guided_filter
+        self.atmosphere, self.guided_filter, self.arch = atmosphere, guided_filter, arch
         self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
         self.t_head = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 1, 3, padding=1))
         self.beta_head = nn.Conv2d(16, 1, 1)
