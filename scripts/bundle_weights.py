@@ -1,8 +1,11 @@
-"""Turn a `nedr train` run into the bundled demo weights: float16 safetensors whose config holds the
-training recipe, the chosen inference defaults and the quality measured with `nedr eval --json`.
+"""Make bundled weights: float16 safetensors whose config holds the training recipe, the chosen
+inference defaults and the quality measured with `nedr eval --json`.
 
-    python scripts/bundle_weights.py RUN_DIR --eval EVAL.json [EVAL.json ...] --atmosphere brightest \
-        --guided-filter on --recipe "one paragraph" -o model/weights/nedr-demo.safetensors
+    python scripts/bundle_weights.py WEIGHTS --eval EVAL.json [EVAL.json ...] --atmosphere brightest \
+        --guided-filter on [--recipe "one paragraph"] -o model/weights/nedr-demo.safetensors
+
+WEIGHTS is a `nedr train` run's final.safetensors, or bundled weights whose defaults change (their
+training record is kept; `--recipe` adds to it).
 
 The eval files are `nedr eval --json` reports of these weights (and of the baselines); every row is
 copied into the config under "quality", so `load_checkpoint().config` says what the weights score.
@@ -18,14 +21,14 @@ from nedr.model.checkpoint import load_checkpoint, save_checkpoint
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("run", type=Path, help="a nedr train output folder (final.safetensors inside)")
+    ap.add_argument("weights", type=Path, help="weights in nedr's format (a run's final.safetensors, a bundled file)")
     ap.add_argument("--eval", type=Path, nargs="+", default=[], help="nedr eval --json reports")
     ap.add_argument("--atmosphere", required=True)
     ap.add_argument("--guided-filter", choices=("on", "off"), required=True)
-    ap.add_argument("--recipe", required=True, help="how the weights were trained, in words")
+    ap.add_argument("--recipe", default=None, help="how the weights were trained, in words")
     ap.add_argument("-o", "--output", type=Path, required=True)
     args = ap.parse_args()
-    model = load_checkpoint(args.run / "final.safetensors", atmosphere=args.atmosphere,
+    model = load_checkpoint(args.weights, atmosphere=args.atmosphere,
                             guided_filter=args.guided_filter == "on")
     quality = []
     for path in args.eval:
@@ -34,7 +37,8 @@ def main() -> None:
                      "psnr": round(r["mean"]["psnr"], 3), "ssim": round(r["mean"]["ssim"], 4), "images": r["count"]}
                     for r in report["reports"]]
     training = dict(model.config.get("training", {}))
-    training["recipe"] = args.recipe
+    if args.recipe:
+        training["recipe"] = args.recipe
     config = {"training": training, "quality": {"metrics": "PSNR on uint8 RGB; SSIM skimage "
                                                 "structural_similarity(channel_axis=-1, data_range=255)",
                                                 "rows": quality}}
