@@ -136,11 +136,12 @@ def draw_atmosphere(rng: np.random.Generator) -> np.ndarray:
 
 
 def synthesize(clean: np.ndarray, seed: int | np.random.Generator, depth: np.ndarray | None = None,
-               convention: str | None = None, t_mean: float | None = None) -> HazySample:
+               convention: str | None = None, t_mean: float | None = None, prior: str | None = None) -> HazySample:
     """Add haze to a clean sRGB image (uint8 or float in [0, 1]).
 
-    `depth` in any unit, else a prior; `convention` one of `CONVENTIONS` (None: drawn per image);
-    `t_mean` the mean transmission (None: drawn from `T_MEAN_RANGE`).
+    `depth` in any unit, else a prior (`prior`, one of `DEPTH_PRIORS`; None: drawn); `convention`
+    one of `CONVENTIONS` (None: drawn per image); `t_mean` the mean transmission (None: drawn from
+    `T_MEAN_RANGE`).
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     convention = convention or CONVENTIONS[int(rng.integers(len(CONVENTIONS)))]
@@ -148,7 +149,7 @@ def synthesize(clean: np.ndarray, seed: int | np.random.Generator, depth: np.nda
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
     j = clean.astype(np.float32) / 255.0 if clean.dtype == np.uint8 else clean.astype(np.float32)
     h, w = j.shape[:2]
-    rel = normalise_depth(depth) if depth is not None else depth_prior((h, w), rng)
+    rel = normalise_depth(depth) if depth is not None else depth_prior((h, w), rng, prior)
     d = rng.uniform(0.05, 0.3) + (1 - rng.uniform(0.05, 0.3)) * rel
     swing = 0.0 if rng.random() < HOMOGENEOUS_FRACTION else rng.uniform(0.0, BETA_MODULATION)
     shape = (1 + swing * (2 * smooth_field((h, w), rng) - 1)).astype(np.float32)

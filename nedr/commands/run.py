@@ -73,11 +73,12 @@ class HazeLayer:
     def __call__(self, rgb8):
         import numpy as np
 
+        from nedr.model.samples import DEMO_PRIOR, DEMO_T_MEAN
         from nedr.model.synthesis import composite, synthesize
 
         key = rgb8.shape[:2]
         if key not in self._fields:
-            sample = synthesize(rgb8, self.seed, convention="linear")
+            sample = synthesize(rgb8, self.seed, convention="linear", t_mean=DEMO_T_MEAN, prior=DEMO_PRIOR)
             self._fields[key] = (sample.t[..., None], sample.A)
         t, a = self._fields[key]
         return (composite(rgb8.astype(np.float32) * (1.0 / 255.0), t, a, "linear") * 255.0 + 0.5).astype(np.uint8)
