@@ -239,6 +239,7 @@ class Pipeline:
         self.completed = 0
         self.submitted = 0
         self.stopped_by: str | None = None
+        self._signals: list[int] = []  # stop signals received, acted on between frames
         self.warmup_s = 0.0
         self._warm: set[tuple[int, int]] = set()
         self._bar = None
@@ -395,8 +396,16 @@ class Pipeline:
             self.warmup_s += time.perf_counter() - t0
         self._warm.add(hw)
 
+    def _check_signals(self) -> None:
+        """Raise for a stop signal here, between frames, rather than from the handler wherever the
+        main thread happens to be (inside a queue's lock, a stop could leave the writer blocked)."""
+        if self._signals:
+            signum = self._signals[0]
+            raise KeyboardInterrupt if signum == signal.SIGINT else StopSignal(signum)
+
     def _main_loop(self) -> None:
         while True:
+            self._check_signals()
             if self._failure is not None:
                 raise self._failure
             item = self._next_work()
@@ -411,6 +420,7 @@ class Pipeline:
             t0 = time.perf_counter()
             work.output = self.backend.infer_full(work.batch)
             self.times.add("infer", time.perf_counter() - t0)
+            self._check_signals()
             self.submitted += 1
             if not self._put(self._q_out, work):
                 if self._failure is not None:
@@ -446,7 +456,7 @@ class Pipeline:
             if capture:
                 capture.start()
             try:
-                with _stop_signals():
+                with _handlers((signal.SIGINT, *STOP_SIGNALS), lambda signum, _frame: self._signals.append(signum)):
                     self._main_loop()
             except StopSignal as stop:
                 interrupted, self.stopped_by = True, f"signal {stop.name}"
@@ -550,10 +560,6 @@ class StopSignal(KeyboardInterrupt):
         self.name = signal.Signals(signum).name
 
 
-def _raise_stop(signum, _frame):
-    raise StopSignal(signum)
-
-
 @contextlib.contextmanager
 def _handlers(signums, handler):
     """Install `handler` for `signums` in the main thread (elsewhere Python does not allow it)."""
@@ -569,10 +575,6 @@ def _handlers(signums, handler):
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
-
-
-def _stop_signals():
-    return _handlers(STOP_SIGNALS, _raise_stop)
 
 
 def _forced_exit_on_signal(sinks):
