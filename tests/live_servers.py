@@ -58,7 +58,28 @@ def is_listening(port: int) -> bool | None:
     return False
 
 
-class FfmpegServer:
+class ServerProcess:
+    """A test server run as a child process: killed on `stop()` and on leaving a `with` block."""
+
+    proc: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(timeout=10)
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.proc = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class FfmpegServer(ServerProcess):
     """`ffmpeg -re -f lavfi -i testsrc2 …` serving one client: "mpegts" (tcp://…?listen=1) or "mjpeg"
     (multipart JPEG over HTTP, -listen 1); `url` is what a client opens."""
 
@@ -117,22 +138,9 @@ class FfmpegServer:
             raise RuntimeError(f"ffmpeg did not listen on {self.port} within {wait} s: {self.log_tail()}")
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
-
     def log_tail(self) -> str:
         logs = sorted(self.log_dir.glob(f"ffmpeg-{self.kind}-{self.port}-*.log"))
         return logs[-1].read_text(errors="replace")[-800:] if logs else ""
-
-    def __enter__(self) -> "FfmpegServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class SilentServer:
@@ -211,7 +219,7 @@ def rtsp_python() -> tuple[str | None, str]:
                   "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good")
 
 
-class RtspServer:
+class RtspServer(ServerProcess):
     """GStreamer's RTSP server in a child process (so it can be killed and restarted): MJPEG over RTP."""
 
     def __init__(self, python: str, log_dir: Path, port: int | None = None) -> None:
@@ -235,16 +243,3 @@ class RtspServer:
             raise RuntimeError(f"the RTSP server did not start: {(self.log_dir / f'rtsp-{self.port}-{self.starts}.log').read_text()[-800:]}")
         return self
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc.stdout.close()
-            self.proc = None
-
-    def __enter__(self) -> "RtspServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
