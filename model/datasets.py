@@ -67,7 +67,8 @@ class SyntheticHaze(Dataset):
         else:
             (image,), depth = random_crop(rng, self.crop, sample.image, scale=self.scale), None
         h = synthesize(image, rng, depth, self.convention)
-        return {"hazy": to_tensor(h.hazy), "clean": to_tensor(h.clean), "t": to_tensor(h.t)}
+        return {"hazy": to_tensor(h.hazy), "clean": to_tensor(h.clean), "t": to_tensor(h.t),
+                "A": torch.from_numpy(np.asarray(h.A, dtype=np.float32))}
 
 
 class FolderImages(Dataset):

@@ -22,8 +22,10 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import pad_to_contract
 from .metrics import psnr, ssim, to_uint8
 from .network import Architecture, NeDR
+from .physics import recover
 
 PRESETS = ("supervised", "paper")
+LOSS_ATMOSPHERES = ("estimate", "true")
 
 
 @dataclass
@@ -45,12 +47,18 @@ class TrainConfig:
     val_count: int = 8
     atmosphere: str = "dark_channel"
     freeze_bn: bool = False  # keep BatchNorm statistics fixed (fine-tuning with small batches)
+    # A in the J loss: "estimate" (the inference estimate, on the crop) or "true" (the synthetic
+    # haze's own A where the data knows it). A crop's estimate is often far from the scene's A, and
+    # the J loss then teaches t to make up for A's error instead of following the haze.
+    loss_atmosphere: str = "estimate"
     architecture: dict[str, Any] = field(default_factory=dict)  # Architecture fields; empty = public
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "synthetic"})
 
     def __post_init__(self):
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
+        if self.loss_atmosphere not in LOSS_ATMOSPHERES:
+            raise ValueError(f"loss_atmosphere must be one of {LOSS_ATMOSPHERES}, got {self.loss_atmosphere!r}")
         if self.crop % 32 or self.crop < 64:
             raise ValueError(f"crop must be a multiple of 32 and >= 64, got {self.crop}")
 
@@ -82,7 +90,11 @@ class Supervised:
         h, w = hazy.shape[-2:]  # crops below the 128 contract (e.g. 64) are padded, outputs cropped back
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             pred = self.model.predict(pad_to_contract(hazy), guided=False)
-        loss_j = F.l1_loss(pred.clean[..., :h, :w].float(), clean)
+        j = pred.clean[..., :h, :w].float()
+        if self.cfg.loss_atmosphere == "true" and "A" in batch:
+            a = batch["A"].to(self.device)[..., None, None]
+            j = recover(hazy, pred.transmission[..., :h, :w].float(), a)
+        loss_j = F.l1_loss(j, clean)
         loss = loss_j
         out = {"l1_J": loss_j.item()}
         if "t" in batch and self.cfg.t_weight > 0:

@@ -100,6 +100,27 @@ def test_frozen_batchnorm_keeps_running_statistics(tmp_path):
     assert torch.equal(bn.running_mean, before)
 
 
+def test_true_atmosphere_loss_inverts_with_the_synthetic_a(tmp_path):
+    """loss_atmosphere="true": the J loss inverts the scattering model with the A the haze was made
+    with (the item's "A"), not the crop's estimate, so t alone carries the error."""
+    from nedr.model.inference import pad_to_contract
+    from nedr.model.physics import recover
+
+    trainer = Trainer(config(loss_atmosphere="true"), SyntheticHaze(astronaut(), crop=CROP, seed=0), tmp_path)
+    batch = next(iter(torch.utils.data.DataLoader(trainer.train_data, batch_size=1)))
+    assert batch["A"].shape == (1, 3) and bool(((batch["A"] >= 0.7) & (batch["A"] <= 1.0)).all())
+    trainer.train_mode()
+    with torch.no_grad():
+        pred = trainer.model.predict(pad_to_contract(batch["hazy"]), guided=False)
+        t = pred.transmission[..., :CROP, :CROP]
+        true_a = torch.nn.functional.l1_loss(recover(batch["hazy"], t, batch["A"][..., None, None]), batch["clean"])
+        estimate = torch.nn.functional.l1_loss(pred.clean[..., :CROP, :CROP], batch["clean"])
+    assert abs(float(true_a) - float(estimate)) > 1e-4  # the two losses do differ on this crop
+    assert trainer.objective.step(batch, 1.0)["l1_J"] == pytest.approx(float(true_a), rel=1e-4)
+    with pytest.raises(ValueError, match="loss_atmosphere"):
+        config(loss_atmosphere="oracle")
+
+
 def test_folder_samples_reads_nested_images_and_shrinks_large_ones(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     assert cv2.imwrite(str(tmp_path / "a" / "small.png"), np.full((300, 400, 3), 90, np.uint8))

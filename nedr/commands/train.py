@@ -39,6 +39,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default="dark_channel",
                         help="A estimate used in training (and saved as the weights' default)")
     parser.add_argument("--freeze-bn", action="store_true", help="keep BatchNorm statistics fixed (fine-tuning)")
+    parser.add_argument("--loss-atmosphere", choices=("estimate", "true"), default="estimate",
+                        help="A in the J loss: the inference estimate on the crop (default) or, for synthetic "
+                             "haze, the A it was made with (t then learns the haze, not A's error)")
+    parser.add_argument("--t-weight", type=float, default=0.1, help="weight of the L1 loss on t (synthetic haze)")
     parser.add_argument("--arch", choices=("nedr", "nedr-s"), default="nedr",
                         help="layer sizes: nedr (public network) or nedr-s (light variant; --init from full weights "
                              "copies every layer whose shape matches)")
@@ -79,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
                           lr_milestones=args.lr_milestones, seed=args.seed, device=args.device,
                           amp=not args.no_amp, workers=args.workers, val_every=args.val_every,
                           ckpt_every=args.ckpt_every, atmosphere=args.atmosphere, freeze_bn=args.freeze_bn,
+                          loss_atmosphere=args.loss_atmosphere, t_weight=args.t_weight,
                           architecture=ARCHITECTURES[args.arch].to_config(),
                           data={"hazy": args.hazy, "clean": args.clean, "paired": args.paired, "bank": args.bank,
                                 "sources": args.sources, "convention": args.convention or "both",
