@@ -1,4 +1,6 @@
 """`dehaze()`: any H×W ≥ 16 in, same size and kind out; clear errors otherwise (model.md §1)."""
+import subprocess
+import sys
 import cv2
 import numpy as np
 import pytest
@@ -145,3 +147,18 @@ def test_large_input_runs_the_network_small_and_keeps_colour(small_model):
     drift = np.abs(big_out.reshape(-1, 3).mean(0).astype(float) - small_out.reshape(-1, 3).mean(0))
     assert drift.max() < 2.0, drift
     assert psnr(cv2.resize(big_out, (288, 192), interpolation=cv2.INTER_AREA), small_out) > 28
+
+
+def test_first_call_equals_later_calls_in_a_fresh_process():
+    """The first `dehaze()` of a process (oneDNN picks and caches its kernels then) gives the same
+    bytes as later calls, at 2 threads, with the demo weights on a 100×150 photo."""
+    code = (
+        "import hashlib, numpy as np, skimage.data, torch\n"
+        "torch.set_num_threads(2)\n"
+        "from nedr.model import load_checkpoint, dehaze\n"
+        "m = load_checkpoint('nedr')\n"
+        "img = np.ascontiguousarray(skimage.data.coffee()[:200:2, :300:2])\n"
+        "print(' '.join(hashlib.sha256(dehaze(m, img).tobytes()).hexdigest() for _ in range(3)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert len(out) == 3 and len(set(out)) == 1, out

@@ -242,3 +242,21 @@ def test_fp16_conversion(tmp_path, dark_model, dark_onnx):
     assert all(c.max_abs_err <= FP16_MAX_ABS for c in report.ort_cpu), report.summary()
     with pytest.raises(ExportError, match="already fp16"):
         convert_fp16(out, tmp_path / "again.onnx")
+
+
+@pytest.mark.parametrize("flags, expected", [([], True), (["--no-transmission"], False),
+                                             (["--with-transmission"], True)])
+def test_cli_exports_the_transmission_output_by_default(tmp_path, monkeypatch, flags, expected):
+    """`nedr run` stabilises A from the `transmission` output, so a plain `nedr-export` carries it."""
+    import nedr.export
+    from nedr.cli import export_main
+
+    seen = {}
+
+    def fake_export(checkpoint, path, **kw):
+        seen.update(kw)
+        raise ExportError("stop here")
+
+    monkeypatch.setattr(nedr.export, "export_checkpoint", fake_export)
+    assert export_main(["-o", str(tmp_path / "m.onnx"), "--no-verify", *flags]) == 2
+    assert seen["with_transmission"] is expected

@@ -175,3 +175,17 @@ def test_video_damaged_in_the_middle_keeps_frames_after_the_damage(capsys, tmp_p
     written = count_frames(out)[0]
     assert 0 < bad < 30 and written + bad == 100 and written > 60
     assert json.loads(stats.read_text())["source"]["bad_frames"] == bad
+
+
+def test_model_without_transmission_says_stabilisation_is_off_before_the_run(capsys, tmp_path):
+    """An ONNX with only `clean` (`nedr-export --no-transmission`, or someone else's graph) cannot be
+    stabilised: said on stderr when the run starts, and not when stabilisation was turned off."""
+    model = save(conv_model(), tmp_path / "tiny.onnx")
+    clip = write_clip(tmp_path / "c.mp4", frames=3)
+    argv = ["--source", str(clip), "--model", str(model), "--backend", "onnxruntime", "--threads", "1",
+            "-o", str(tmp_path / "o.mp4"), "--quiet"]
+    assert run_cli(argv) == 0
+    err = capsys.readouterr().err
+    assert f"stabilisation off: {model} has no `transmission` output" in err
+    assert run_cli(argv + ["--no-stabilize"]) == 0
+    assert "stabilisation off" not in capsys.readouterr().err

@@ -28,7 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opset", type=int, default=17)
     parser.add_argument("--static", type=_hw, default=None, metavar="HxW",
                         help="fixed 1×3×H×W input (default: dynamic N, H, W; H and W multiples of 32, >= 128)")
-    parser.add_argument("--with-transmission", action="store_true", help="second output `transmission` (N×1×H×W)")
+    parser.add_argument("--transmission", "--with-transmission", dest="with_transmission",
+                        action=argparse.BooleanOptionalAction, default=None,
+                        help="second output `transmission` (N×1×H×W), on by default: `nedr run` needs it for "
+                             "temporal stabilisation; --no-transmission exports J alone")
     parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default=None)
     parser.add_argument("--guided-filter", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--fast", type=_hw, default=None, metavar="HxW",
@@ -71,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     return _export(args, Path(args.output or "nedr.onnx"))
 
 
+def _with_transmission(args: argparse.Namespace) -> bool:
+    return args.with_transmission is not False
+
+
 def _export(args: argparse.Namespace, out: Path) -> int:
     from nedr.export import convert_fp16, export_checkpoint, verify_onnx
     from nedr.model import load_checkpoint
@@ -83,7 +90,7 @@ def _export(args: argparse.Namespace, out: Path) -> int:
     if args.fast:
         return _export_fast(args, checkpoint, out)
     export_checkpoint(checkpoint, fp32_path, atmosphere=args.atmosphere, guided_filter=args.guided_filter,
-                      opset=args.opset, static_size=args.static, with_transmission=args.with_transmission)
+                      opset=args.opset, static_size=args.static, with_transmission=_with_transmission(args))
     print(f"exported {fp32_path}")
     model = None
     if args.verify or args.precision == "fp16":
@@ -115,7 +122,7 @@ def _export_fast(args: argparse.Namespace, checkpoint, out: Path) -> int:
     if args.precision != "fp32" or args.static:
         raise UserError("--fast exports FP32 with dynamic input size; drop --precision/--static")
     model = load_checkpoint(checkpoint, atmosphere=args.atmosphere, guided_filter=args.guided_filter)
-    export_fast_onnx(model, out, infer_hw=args.fast, opset=args.opset, with_transmission=args.with_transmission,
+    export_fast_onnx(model, out, infer_hw=args.fast, opset=args.opset, with_transmission=_with_transmission(args),
                      metadata={"checkpoint": Path(checkpoint).name, "checkpoint_sha256": file_sha256(checkpoint)})
     problems = check_model_file(out) if args.verify else []
     if problems:
@@ -139,7 +146,7 @@ def _run_triton(args: argparse.Namespace) -> int:
         ignored = [flag for flag, on in (("CHECKPOINT", args.checkpoint), ("-o", args.output), ("--fast", args.fast),
                                           ("--static", args.static), ("--precision fp16", args.precision != "fp32"),
                                           ("--atmosphere", args.atmosphere), ("--guided-filter", args.guided_filter is not None),
-                                          ("--with-transmission", args.with_transmission and args.from_onnx))
+                                          ("--[no-]transmission", args.with_transmission is not None and args.from_onnx))
                    if on]
         if ignored:
             raise UserError(f"{', '.join(ignored)}: export options do not apply to --from-onnx/--from-engine "
@@ -158,7 +165,7 @@ def _run_triton(args: argparse.Namespace) -> int:
               "(pip install 'tritonclient[grpc]')")
     options = dict(name=args.triton_name, max_batch_size=args.max_batch, queue_delay_us=args.triton_queue_delay,
                    instance=args.triton_instance, tensorrt=args.triton_tensorrt, force=args.force,
-                   validate=validate, with_transmission=args.with_transmission,
+                   validate=validate, with_transmission=_with_transmission(args),
                    engine=True if args.from_engine else (False if given else None),
                    provenance="command: " + shlex.join(getattr(args, "argv", None) or ["nedr-export", "..."]))
     tmp = None

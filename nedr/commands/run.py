@@ -244,6 +244,9 @@ def _run(args: argparse.Namespace) -> int:
         if args.display:
             sinks.append(DisplaySink(compare=compare))
         backend.activate()  # loads (or exports) the model before the progress bar appears
+        if args.stabilize and not backend.provides_transmission:
+            print(f"nedr run: stabilisation off: {args.model or 'the model'} has no `transmission` output "
+                  "(re-export without --no-transmission); frames are dehazed one by one", file=sys.stderr)
         max_frames, scale = args.max_frames, args.scale
         if args.source is None and not backend.on_gpu:
             max_frames, scale = _cpu_sample_limits(args, infer_size)
