@@ -15,6 +15,7 @@ DARK_PATCH = 15
 TOP_FRACTION = 0.001
 A_MAX = 220.0 / 255.0
 ATMOSPHERE_MODES = ("dark_channel", "max", "brightest")
+BRIGHTEST_COUNT = 16  # "brightest" averages this many of the brightest candidates (see atmospheric_light)
 TOPK_MAX = 3840  # TensorRT's TopK limit on K: ONNX exports clamp K to it (frames up to 3,840,999 px are exact)
 
 
@@ -91,8 +92,12 @@ def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.
     * "dark_channel" (public code, outdoor sets): per-channel max over the ⌊0.001·H·W⌋ pixels
       with the brightest dark channel, clipped at 220/255.
     * "max" (public code, SOTS-indoor): per-channel max over the image.
-    * "brightest" (He et al.): the single brightest pixel (R+G+B) among those dark-channel pixels,
-      unclipped: real airlight is often 0.88–0.95, and a clipped A leaves dense haze bright grey.
+    * "brightest" (after He et al.): the mean RGB of the `BRIGHTEST_COUNT` brightest pixels (R+G+B)
+      among those dark-channel pixels, unclipped: real airlight is often 0.88–0.95, and a clipped A
+      leaves dense haze bright grey. He takes the single brightest pixel; on a near-tie that pick
+      flips between ONNX Runtime and PyTorch and moves A for the whole frame (53 dB between the
+      two), while a mean of 16 moves by a sixteenth of the swapped pixels' difference, and scores
+      the same on SOTS and the held-out sets (within 0.03 dB).
     """
     if mode == "max":
         return image.amax(dim=(2, 3), keepdim=True)
@@ -108,8 +113,9 @@ def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.
     # expand to the literal 3 RGB channels: a traced `c` would put Shape arithmetic in the ONNX graph
     picked = image.flatten(2).gather(2, idx[:, None, :].expand(-1, 3, -1))  # N×3×k
     if mode == "brightest":
-        best = picked.sum(dim=1, keepdim=True).argmax(dim=2, keepdim=True)  # N×1×1
-        return picked.gather(2, best.expand(-1, 3, -1))[..., None]
+        m = torch.minimum(k, torch.tensor(BRIGHTEST_COUNT)) if isinstance(k, torch.Tensor) else min(k, BRIGHTEST_COUNT)
+        best = picked.sum(dim=1).topk(m, dim=1).indices  # N×m
+        return picked.gather(2, best[:, None, :].expand(-1, 3, -1)).mean(dim=2)[..., None, None]
     return picked.amax(dim=2).clamp(max=A_MAX)[..., None, None]
 
 

@@ -1,4 +1,5 @@
-"""Operator hygiene rules and atomic saving, on tiny hand-built graphs (no model export)."""
+"""Operator hygiene rules and atomic saving, on tiny hand-built graphs (no model export), and the
+atmospheric-light step exported alone."""
 import numpy as np
 import onnx
 import pytest
@@ -100,3 +101,28 @@ def test_model_clamps_k_to_the_limit_the_checker_enforces():
     from nedr.model.physics import TOPK_MAX as MODEL_TOPK_MAX
 
     assert MODEL_TOPK_MAX == TOPK_MAX == 3840
+
+
+@pytest.mark.parametrize("mode", ["dark_channel", "brightest"])
+def test_atmospheric_light_exports_clean_and_matches_pytorch_at_two_sizes(tmp_path, mode):
+    """A's TopK chain (K from the input shape, capped; "brightest": a second TopK of at most 16)
+    passes the TensorRT op rules and gives PyTorch's A in ONNX Runtime on hazy-looking frames."""
+    import onnxruntime as ort
+    import torch
+
+    from nedr.model.physics import atmospheric_light
+
+    class A(torch.nn.Module):
+        def forward(self, x):
+            return atmospheric_light(x, mode)
+
+    path = tmp_path / "a.onnx"
+    torch.onnx.export(A(), torch.rand(1, 3, 128, 160), str(path), input_names=["hazy"], output_names=["a"],
+                      dynamic_axes={"hazy": {2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+    assert check_ops(onnx.load(str(path))) == []
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(3)
+    for h, w in ((128, 160), (256, 320)):
+        x = (0.55 + 0.4 * rng.random((1, 3, h, w))).astype(np.float32)
+        want = atmospheric_light(torch.from_numpy(x), mode).numpy()
+        np.testing.assert_allclose(session.run(None, {"hazy": x})[0], want, atol=1e-6)

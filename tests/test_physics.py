@@ -184,14 +184,16 @@ def test_unknown_atmosphere_mode_is_refused():
         atmospheric_light(torch.rand(1, 3, 64, 64), "bogus")
 
 
-def test_brightest_light_is_one_unclipped_pixel_of_the_haziest_region():
-    """He et al.: among the top 0.1 % dark-channel pixels, the brightest pixel's RGB, not clipped."""
+def test_brightest_light_is_the_unclipped_mean_of_the_haziest_regions_brightest_pixels():
+    """After He et al.: among the top 0.1 % dark-channel pixels (k = 4 here), the mean RGB of the
+    min(k, 16) brightest, not clipped."""
     rng = np.random.default_rng(5)
     img = rng.uniform(0.0, 0.5, (1, 3, 64, 64)).astype(np.float32)
     img[0, :, 20:36, 20:36] = np.array([0.93, 0.95, 0.97], np.float32)[:, None, None]  # a haze-opaque patch
     img[0, :, 27, 28] = [0.94, 0.96, 0.99]  # its brightest pixel (inside the 2×2 whose 15×15 window is all patch)
     img[0, 0, 60, 60] = 1.0  # a saturated red pixel elsewhere: bright but not hazy (dark channel low)
     got = atmospheric_light(torch.from_numpy(img), "brightest")[0, :, 0, 0].numpy()
-    np.testing.assert_allclose(got, [0.94, 0.96, 0.99], atol=1e-6)
+    # the 4 candidates are the 2×2 centre of the patch: the bright pixel and three patch pixels
+    np.testing.assert_allclose(got, (np.array([0.94, 0.96, 0.99]) + 3 * np.array([0.93, 0.95, 0.97])) / 4, atol=1e-6)
     clipped = atmospheric_light(torch.from_numpy(img), "dark_channel")[0, :, 0, 0].numpy()
     assert clipped.max() <= 220 / 255 + 1e-6 < got.min()
