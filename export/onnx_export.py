@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from nedr.errors import UserError, first_line
+from nedr.fileio import output_problem
 from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
 from nedr.model.physics import TOPK_MAX
 
@@ -106,15 +107,9 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
 
 def _check_destination(path: Path) -> None:
     """Fail before the (slow) trace when the file cannot be written where asked."""
-    if path.is_dir():
-        raise ExportError(f"cannot write {path}: it is a directory; give a file name such as {path / 'nedr.onnx'}")
-    parent = path.parent
-    if not parent.exists():
-        raise ExportError(f"cannot write {path}: directory {parent} does not exist")
-    if not parent.is_dir():
-        raise ExportError(f"cannot write {path}: {parent} is not a directory")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ExportError(f"cannot write {path}: no write permission in {parent}")
+    problem = output_problem(path)
+    if problem:
+        raise ExportError(problem)
 
 
 def save_onnx_atomic(model: onnx.ModelProto, path: str | Path) -> Path:

@@ -40,7 +40,6 @@ most harmful quantized convolutions in float (sensitivity.py) until the target i
 from __future__ import annotations
 
 import json
-import os
 import platform
 import tempfile
 import time
@@ -51,6 +50,7 @@ from typing import Callable
 import numpy as np
 
 from nedr.errors import UserError, first_line
+from nedr.fileio import output_problem
 
 from .metadata import META_PREFIX, file_sha256, load_onnx, read_metadata
 
@@ -217,13 +217,9 @@ def _static_size(model: onnx.ModelProto) -> tuple[int, int] | None:
 def _check_destination(onnx_in: Path, onnx_out: Path) -> None:
     if onnx_out.resolve() == onnx_in.resolve():
         raise QuantizeError(f"output {onnx_out} is the input; give another file name")
-    if onnx_out.is_dir():
-        raise QuantizeError(f"cannot write {onnx_out}: it is a directory; give a file name such as "
-                            f"{onnx_out / 'nedr.int8.onnx'}")
-    if not onnx_out.parent.is_dir():
-        raise QuantizeError(f"cannot write {onnx_out}: directory {onnx_out.parent} does not exist")
-    if not os.access(onnx_out.parent, os.W_OK | os.X_OK):
-        raise QuantizeError(f"cannot write {onnx_out}: no write permission in {onnx_out.parent}")
+    problem = output_problem(onnx_out)
+    if problem:
+        raise QuantizeError(problem)
 
 
 def quantization_settings(target: str, reduce_range: bool | None = None) -> dict:

@@ -263,7 +263,7 @@ def test_bad_options_are_one_line_errors(argv, message, capsys):
 def test_bad_settings_exit_2_before_any_work(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["bench", "-o", str(tmp_path / "file")]) == 2
-    assert "is not a folder" in capsys.readouterr().err
+    assert "is not a directory" in capsys.readouterr().err
     assert main(["bench", "-o", str(tmp_path / "r"), "--min-iters", "0", "--pairs", str(tmp_path / "none")]) == 2
     assert "not found" in capsys.readouterr().err  # the named pairs folder is checked first
     assert main(["bench", "-o", str(tmp_path / "r"), "--min-iters", "0"]) == 2

@@ -100,8 +100,11 @@ def run(args: argparse.Namespace) -> int:
 
     from nedr.errors import UserError
 
-    if args.output.exists() and not args.output.is_dir():
-        raise UserError(f"{args.output}: exists and is not a folder; give -o a folder for the report")
+    from nedr.fileio import output_problem
+
+    problem = output_problem(args.output, folder=True)  # before minutes of measuring, not after
+    if problem:
+        raise UserError(f"{problem}; give -o a folder for the report")
     pairs, note = find_pairs(args.pairs)
     options = dict(backends=args.backends, precisions=args.precisions, sizes=args.sizes, fast_size=args.fast_size,
                    full_res=args.full_res, size_budget_s=args.size_budget, min_seconds=args.min_seconds,

@@ -65,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--frames must be at least 1, got {args.frames}")
     if args.validation_frames < 1:
         raise UserError(f"--validation-frames must be at least 1, got {args.validation_frames}")
+    if args.json:
+        from nedr.fileio import output_problem
+
+        problem = output_problem(args.json)  # calibration takes minutes; fail before it
+        if problem:
+            raise UserError(f"--json: {problem}")
     report = quantize(args.model, args.output, calib=args.calib, frames=args.frames, method=args.method,
                       size=args.size, target=args.target, target_psnr=args.target_psnr,
                       validation_frames=args.validation_frames, float_stem=not args.int8_stem,

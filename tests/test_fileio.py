@@ -1,0 +1,39 @@
+"""`output_problem`: the up-front check of where a long command will write."""
+import os
+
+from nedr.fileio import output_problem
+
+
+def test_writable_targets_have_no_problem(tmp_path):
+    assert output_problem(tmp_path / "a.json") is None
+    assert output_problem(tmp_path / "new" / "deeper", folder=True) is None  # created with its parents
+    assert output_problem(tmp_path, folder=True) is None
+
+
+def test_each_unwritable_target_names_the_reason(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert "exists and is not a directory" in output_problem(blocker, folder=True)
+    assert "is not a directory" in output_problem(blocker / "report", folder=True)
+    assert "is not a directory" in output_problem(blocker / "r.json")
+    assert "does not exist" in output_problem(tmp_path / "missing" / "r.json")
+    assert "it is a directory" in output_problem(tmp_path)
+
+
+def test_read_only_folder_is_reported(tmp_path, monkeypatch):
+    """Asked of the OS (os.access), which a root test run cannot see refuse, so the answer is faked."""
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert f"no write permission in {tmp_path}" in output_problem(tmp_path / "r.json")
+    assert f"no write permission in {tmp_path}" in output_problem(tmp_path / "sub", folder=True)
+
+
+def test_commands_check_outputs_before_work(tmp_path, capsys):
+    from nedr.cli import main
+
+    (tmp_path / "file").write_text("x")
+    assert main(["bench", "-o", str(tmp_path / "file" / "report")]) == 2
+    assert "file is not a directory" in capsys.readouterr().err
+    assert main(["quantize", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "q.onnx"),
+                 "--json", str(tmp_path / "missing" / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "--json: cannot write" in err and err.count("\n") == 1
