@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import torch
 
+from nedr.errors import NedrError
+
 from .network import Architecture, NeDR
 
 FORMAT_NAME = "nedr"
@@ -32,7 +34,7 @@ DEAD_KEYS = re.compile(
 MAX_LISTED = 6
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NedrError, ValueError):
     """A checkpoint that cannot become this model; the message names the file and the keys."""
 
 

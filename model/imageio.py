@@ -6,10 +6,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nedr.errors import NedrError
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
-class DataError(ValueError):
+class DataError(NedrError, ValueError):
     """A problem with the evaluation data (not with the code): the message names what to fix."""
 
 

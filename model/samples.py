@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nedr.errors import NedrError
+
 # Middlebury 2014 "Motorcycle" calibration (toolkit.md): Z = f·B / (d + doffs).
 MOTORCYCLE_F_PX = 994.978
 MOTORCYCLE_BASELINE_MM = 193.001
@@ -26,7 +28,7 @@ class Sample:
     depth: np.ndarray | None = None  # H×W metres (finite), where a real depth exists
 
 
-class SampleError(RuntimeError):
+class SampleError(NedrError, RuntimeError):
     """A bundled sample is missing (optional package not installed)."""
 
 

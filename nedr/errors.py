@@ -1,8 +1,6 @@
 """Which exceptions are the user's to fix (reported in one line) rather than bugs."""
 from __future__ import annotations
 
-import sys
-
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when empty): what a one-line
@@ -11,24 +9,19 @@ def first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-class UserError(RuntimeError):
-    """A problem with the command line or the environment, with the fix in its message."""
+class NedrError(Exception):
+    """Base of every error that is the user's to fix (bad input, environment, options): the CLI
+    reports these as one line with a non-zero exit, anything else is a bug and keeps its traceback.
+    Stage errors also derive from the builtin they refine (ValueError, RuntimeError), so library
+    callers that catch those keep working."""
 
     describe = staticmethod(first_line)
 
 
-# Stage errors that are the user's to fix, by module. Looked up in sys.modules rather than
-# imported: an error can only come from a module already loaded, and importing nedr.model here
-# would pull torch into torch-free installs (a Jetson runtime) just to print a message.
-_STAGE_ERRORS = {
-    "nedr.model.checkpoint": "CheckpointError",
-    "nedr.model.imageio": "DataError",
-    "nedr.model.samples": "SampleError",
-    "nedr.runtime.errors": "RunError",
-}
+class UserError(NedrError, RuntimeError):
+    """A problem with the command line or the environment, with the fix in its message."""
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
     """Error types the CLI reports as one line."""
-    found = [getattr(sys.modules[m], name) for m, name in _STAGE_ERRORS.items() if m in sys.modules]
-    return (UserError, FileNotFoundError, PermissionError, *found)
+    return (NedrError, FileNotFoundError, PermissionError)

@@ -4,8 +4,10 @@ Pure Python (no torch, no OpenCV): the CLI imports these to report them as one l
 """
 from __future__ import annotations
 
+from nedr.errors import NedrError
 
-class RunError(RuntimeError):
+
+class RunError(NedrError, RuntimeError):
     """Base of every expected `nedr run` failure (source, sink or backend)."""
 
 

@@ -1,4 +1,4 @@
-"""`output_problem`: the up-front check of where a long command will write."""
+"""Shared plumbing: the up-front check of where a long command will write, and the one error base."""
 import os
 
 from nedr.fileio import output_problem
@@ -37,3 +37,20 @@ def test_commands_check_outputs_before_work(tmp_path, capsys):
                  "--json", str(tmp_path / "missing" / "r.json")]) == 2
     err = capsys.readouterr().err
     assert "--json: cannot write" in err and err.count("\n") == 1
+
+
+def test_every_stage_error_is_a_nedr_error():
+    """The CLI reports one type in one line: each stage's error derives from NedrError and keeps
+    the builtin it refines for library callers."""
+    from nedr.errors import NedrError, UserError, expected_errors
+    from nedr.export.onnx_export import ExportError
+    from nedr.model.checkpoint import CheckpointError
+    from nedr.model.imageio import DataError
+    from nedr.model.samples import SampleError
+    from nedr.runtime.errors import BackendError, RunError
+
+    assert NedrError in expected_errors()
+    for cls, builtin in [(CheckpointError, ValueError), (DataError, ValueError), (SampleError, RuntimeError),
+                         (RunError, RuntimeError), (BackendError, RuntimeError), (UserError, RuntimeError),
+                         (ExportError, RuntimeError)]:
+        assert issubclass(cls, NedrError) and issubclass(cls, builtin), cls
