@@ -1,6 +1,6 @@
 """Dark channel prior dehazing (He, Sun & Tang, CVPR 2009 / TPAMI 2011), the classic baseline.
 
-It is the prior NeDR's atmospheric-light step comes from (model.md §7) and the usual "classic
+It is the prior NeDR's atmospheric-light step comes from (docs/model.md §7) and the usual "classic
 method" row in dehazing tables, so evaluations can report it next to the network with the same
 metrics code. Choices, following the papers where they are explicit:
 

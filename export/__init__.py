@@ -1,4 +1,4 @@
-"""PyTorch → ONNX export, its verification, precision conversion and inspection (toolkit.md).
+"""PyTorch → ONNX export, its verification, precision conversion and inspection (docs/deployment.md).
 
 Names are imported on first use (PEP 562), so `import nedr.export.<module>` of a torch-free module
 (metadata, ops, inspection, the TensorRT build) does not pull in torch through this package.

@@ -20,7 +20,7 @@ Portability rule (TensorRT "Engine Compatibility" / "Version Compatibility" docs
   GPU architectures; nedr also refuses another GPU model of the same architecture, since TensorRT
   picked its kernels by timing them on this one.
 
-Precision lives in the ONNX (toolkit.md), so the manifest reads it from the graph: Q/DQ nodes →
+Precision lives in the ONNX (docs/deployment.md), so the manifest reads it from the graph: Q/DQ nodes →
 "int8-qdq"; float16 initializers, constants, casts or tensors → "fp16"; otherwise "fp32".
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """FP16 ONNX with FP32 inputs/outputs and FP32 islands where half precision breaks the math.
 
-Precision lives in the ONNX (toolkit.md): TensorRT builds this file strongly typed, so every
-tensor keeps the type written here. The islands (model.md §4, §6, §7), found from the graph's
+Precision lives in the ONNX (docs/deployment.md): TensorRT builds this file strongly typed, so every
+tensor keeps the type written here. The islands (docs/model.md §4, §6, §7), found from the graph's
 structure rather than from exporter-specific node names:
 
 * `kan_basis`: in every KANLinear, the grouped 1×1 Conv that computes u = (x − c_j)/0.4 and the

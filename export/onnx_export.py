@@ -16,7 +16,7 @@ folding with onnxscript. Measured on this model (torch 2.13, onnxscript 0.7, 2 C
   weight), so Conv weights were computed at run time instead of being initializers.
 
 Shapes: N, H and W are dynamic by default (`batch`, `height`, `width`); H and W must follow the
-network contract (multiples of 32, at least 128: model.md). `static_size=(H, W)` gives a fully
+network contract (multiples of 32, at least 128: docs/model.md). `static_size=(H, W)` gives a fully
 static 1×3×H×W graph (what DLA needs). The only shape arithmetic left is the dark-channel K =
 min(⌊H·W/1000⌋, 3840) feeding TopK, and the reshapes that flatten the image for it.
 

@@ -2,7 +2,7 @@
 
 An engine built from the dynamic-shape ONNX only runs frames whose padded size lies inside the
 profile it was built with, and it is fastest at the profile's `opt` size. The network contract
-(model.md) pads every frame right/bottom to a multiple of 32 and needs at least 128 per side, so
+(docs/model.md) pads every frame right/bottom to a multiple of 32 and needs at least 128 per side, so
 every bound here must be a multiple of 32 and >= 128, and min <= opt <= max per dimension.
 
 Defaults: min 256×256, opt 736×1280 (720p pads to 736×1280), max 1088×1920 (1080p pads to

@@ -1,4 +1,4 @@
-"""FP32 NeDR ONNX → INT8 Q/DQ ONNX, calibrated on frames at the deployment size (toolkit.md:
+"""FP32 NeDR ONNX → INT8 Q/DQ ONNX, calibrated on frames at the deployment size (docs/deployment.md:
 "Precision: it lives in the ONNX"). Two targets, named on the command line:
 
 * `tensorrt` (default): int8 activations and int8 weights, both symmetric (every zero point 0),
@@ -14,7 +14,7 @@
   weights use 7 bits (±63, no saturation possible) when /proc/cpuinfo shows no VNNI, and the full
   8 bits when it does (avx512_vnni / avx_vnni / amx_int8) or off x86.
 
-FP32 everywhere INT8 breaks the math (model.md §4, §6, §7), i.e. `fp32_islands` of the FP16
+FP32 everywhere INT8 breaks the math (docs/model.md §4, §6, §7), i.e. `fp32_islands` of the FP16
 converter: the KAN basis (its grouped Conv and the spline polynomial) and the scattering-model tail
 (t = clamp, guided filter box sums, atmospheric light, J = (I − A)/t + A): their nodes go to
 `nodes_to_exclude`, and so does the stem convolution by default (`stem_convs`). `tensorrt`

@@ -5,7 +5,7 @@ Everything TensorRT-specific is in this file and runs only when `tensorrt` impor
 `engine_manifest`. Without TensorRT, `load_tensorrt()` raises `TensorRTUnavailable` with one line
 naming what is missing.
 
-Version lanes (toolkit.md, "TensorRT facts"):
+Version lanes (docs/deployment.md, "TensorRT facts"):
 * "10" (10.x): strong typing is opt-in, so the network is created with
   `1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)`; the FP16/INT8 builder flags exist but
   are deprecated and never set here (precision comes from the ONNX).

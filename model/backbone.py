@@ -83,7 +83,7 @@ def _stage(cin: int, cout: int, kernel: int, stride: int, repeats: int) -> nn.Se
 
 
 class EfficientNetLite3Trunk(nn.Module):
-    """Features at strides 4/8/16/32 with 32/48/136/384 channels (model.md §2)."""
+    """Features at strides 4/8/16/32 with 32/48/136/384 channels (docs/model.md §2)."""
 
     channels = (32, 48, 136, 384)
 

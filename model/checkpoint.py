@@ -24,7 +24,7 @@ DREM_SEED = 20251113
 DEMO_WEIGHTS = "nedr-demo.safetensors"
 BUNDLED = {"nedr": DEMO_WEIGHTS}  # names accepted wherever a checkpoint path is
 
-# Entries of public checkpoints that never influence J or t (model.md §8).
+# Entries of public checkpoints that never influence J or t (docs/model.md §8).
 DEAD_KEYS = re.compile(
     r"^(mcc\."
     r"|cid_\d+\.channel_dependent\.fc[12]\.(weight|bias)$"

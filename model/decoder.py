@@ -1,4 +1,4 @@
-"""Fusion decoder (`scratch`), IDRM (`nrn`) and DREM (`drem`): model.md §3 and §5."""
+"""Fusion decoder (`scratch`), IDRM (`nrn`) and DREM (`drem`): docs/model.md §3 and §5."""
 from __future__ import annotations
 
 import torch
@@ -95,7 +95,7 @@ class IDRM(nn.Module):
 
     The public LIIF query grid equals the feature grid, so relative coordinates are 0, the cell is
     (2, 2) and the four ensemble members coincide: the MLP's first Linear acts on a 3×3 unfold and
-    two constant inputs, i.e. a 3×3 conv with a shifted bias (model.md §5).
+    two constant inputs, i.e. a 3×3 conv with a shifted bias (docs/model.md §5).
     """
 
     EXTRA_COLUMNS = 20  # after the 9c unfold columns: 18 that see zeros, then the 2 cell columns

@@ -1,4 +1,4 @@
-"""KAN-CID block: depthwise 7×7 then a per-pixel KANLinear → GELU → KANLinear (model.md §4).
+"""KAN-CID block: depthwise 7×7 then a per-pixel KANLinear → GELU → KANLinear (docs/model.md §4).
 
 KANLinear is evaluated in closed form on its fixed uniform knots: the eight cubic B-spline bases
 come from one grouped 1×1 conv (x − centre_j, scaled) and ReLU powers, so the exported graph is

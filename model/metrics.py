@@ -1,4 +1,4 @@
-"""Image-quality metrics as the dehazing literature reports them (model.md §10).
+"""Image-quality metrics as the dehazing literature reports them (docs/model.md §10).
 
 Conventions, fixed here so that every number this package prints means the same thing:
 

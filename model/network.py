@@ -1,4 +1,4 @@
-"""The NeDR hazy→clean generator (public `HazeRemovalNet`, model.md)."""
+"""The NeDR hazy→clean generator (public `HazeRemovalNet`, docs/model.md)."""
 from __future__ import annotations
 
 import warnings
@@ -21,7 +21,7 @@ MIN_SIZE = 128
 
 @dataclass(frozen=True)
 class Architecture:
-    """The sizes a lighter NeDR may change; the defaults are the public network (model.md), which
+    """The sizes a lighter NeDR may change; the defaults are the public network (docs/model.md), which
     public checkpoints and the parity fixture need. Saved in our checkpoint's config."""
 
     decoder_features: tuple[int, int, int, int] = PUBLIC_FEATURES  # fusion levels, finest first
@@ -159,7 +159,7 @@ def _check_network_input(x: torch.Tensor) -> None:
 
 
 def parameter_groups(model: NeDR) -> dict[str, int]:
-    """Parameter counts per part, the numbers model.md §8 states."""
+    """Parameter counts per part, the numbers docs/model.md §8 states."""
     def count(m: nn.Module) -> int:
         return sum(p.numel() for p in m.parameters())
 

@@ -1,4 +1,4 @@
-"""The `paper` preset: D4/NeDR unpaired training (model.md §9).
+"""The `paper` preset: D4/NeDR unpaired training (docs/model.md §9).
 
 NeDR (hazy→clean, `h2c`) is trained without pairs by cycling through a clean→hazy generator
 (`HazeProduceNet`, `c2h`) that re-hazes with the scattering model, a depth estimator that tells
@@ -155,7 +155,7 @@ def _discriminator_loss(disc: nn.Module, real: torch.Tensor, fake: torch.Tensor)
 
 
 class PaperObjective:
-    """One D4 step on unpaired batch["hazy"], batch["clean"] (model.md §9).
+    """One D4 step on unpaired batch["hazy"], batch["clean"] (docs/model.md §9).
 
     Update order per step: generators (h2c + c2h) on the cycle/adversarial/β loss, then the
     discriminators on detached fakes, then the depth net on h2c's implied depth. β draws come

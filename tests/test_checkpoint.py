@@ -1,4 +1,4 @@
-"""Parameter counts (model.md §8) and checkpoint I/O: public `.pth`, our safetensors, errors."""
+"""Parameter counts (docs/model.md §8) and checkpoint I/O: public `.pth`, our safetensors, errors."""
 import pickle
 import warnings
 import zipfile
@@ -14,7 +14,7 @@ from nedr.model.network import parameter_groups
 # A 128×128 input is the smallest the network takes; it keeps every forward here well under 1 s.
 X = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
 
-# Dead entries of the public state dict (model.md §8), with their shapes in the public model.
+# Dead entries of the public state dict (docs/model.md §8), with their shapes in the public model.
 MCC_SHAPES = {
     "mcc.temperature": (8, 1, 1), "mcc.norm.weight": (32,), "mcc.norm.bias": (32,),
     "mcc.pwconv.weight": (96, 32, 1, 1), "mcc.dwconv.weight": (96, 1, 3, 3),

@@ -1,4 +1,4 @@
-"""`dehaze()`: any H×W ≥ 16 in, same size and kind out; clear errors otherwise (model.md §1)."""
+"""`dehaze()`: any H×W ≥ 16 in, same size and kind out; clear errors otherwise (docs/model.md §1)."""
 import subprocess
 import sys
 import cv2

@@ -1,4 +1,4 @@
-"""IDRM (`nrn`): the conv form against a literal LIIF-style evaluation (model.md §5).
+"""IDRM (`nrn`): the conv form against a literal LIIF-style evaluation (docs/model.md §5).
 
 The literal evaluation below follows the public INR code step by step (it is NeRD-Rain's `INR`,
 which NeDR reuses with a 32-channel output): 3×3 feature unfold, pixel-centre coordinates with a

@@ -1,4 +1,4 @@
-"""KAN-CID: the closed-form cubic B-spline path against a plain Cox–de Boor recursion (model.md §4)."""
+"""KAN-CID: the closed-form cubic B-spline path against a plain Cox–de Boor recursion (docs/model.md §4)."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""The `paper` preset (D4/NeDR unpaired training, model.md §9): one real step, learning, resume.
+"""The `paper` preset (D4/NeDR unpaired training, docs/model.md §9): one real step, learning, resume.
 
 A paper step with the real NeDR costs ~160 GFLOP per 64×64 image (NeDR runs on the padded
 128×128 frame, twice, forward and backward), i.e. seconds to tens of seconds on 2 shared CPU

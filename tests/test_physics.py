@@ -1,4 +1,4 @@
-"""Guided filter and atmospheric light against direct references (model.md §6–7)."""
+"""Guided filter and atmospheric light against direct references (docs/model.md §6–7)."""
 import numpy as np
 import pytest
 import torch
@@ -23,7 +23,7 @@ def box_mean_direct(x: np.ndarray, r: int) -> np.ndarray:
 
 def guided_filter_direct(image: np.ndarray, t: np.ndarray, r: int, eps: float = 1e-3) -> np.ndarray:
     """He et al.'s guided filter, one grey guide per channel of the min–max normalised image,
-    averaged over channels (model.md §6), with direct window sums."""
+    averaged over channels (docs/model.md §6), with direct window sums."""
     image, t = np.asarray(image, np.float64), np.asarray(t, np.float64)
     out = np.empty_like(t)
     for n in range(image.shape[0]):
@@ -81,7 +81,7 @@ def test_guided_filter_default_radius_is_40():
 
 
 def dark_channel_light_reference(image: np.ndarray) -> np.ndarray:
-    """model.md §7 with numpy: channel min, pad 7 with 1, 15×15 min, ⌊0.001·H·W⌋ brightest by
+    """docs/model.md §7 with numpy: channel min, pad 7 with 1, 15×15 min, ⌊0.001·H·W⌋ brightest by
     argsort, per-channel max over those pixels, clipped at 220/255. Returns N×3."""
     n, c, h, w = image.shape
     k = int(np.floor(0.001 * h * w))
