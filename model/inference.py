@@ -4,7 +4,10 @@ Large inputs (long side above `LARGE_SIDE`) run the network at a long side of `N
 carry J back to full size by guided local-affine upsampling (`nedr.model.fast`): the network was
 trained on scenes a few hundred pixels across, and at 2048² and beyond its output drifts in colour
 and blotches; a 6000×4000 photo at full size also needs ~20 GB. The transmission is smooth, so
-little is lost, and memory stays at a few full-size float copies of the image.
+little is lost, and memory stays at a few full-size float copies of the image. The two sides are
+equal, so every input above them is seen by the network at one scale and the result does not
+depend on the input's size: the SOTS-indoor pairs enlarged 2× (1240×920) scored 14.48 dB this way
+against 14.00 dB with the network at full size (14.68 dB at their own size).
 """
 from __future__ import annotations
 
@@ -15,8 +18,8 @@ import torch.nn.functional as F
 from .network import MIN_SIZE, PAD_MULTIPLE, NeDR
 
 MIN_IMAGE_SIZE = 16
-LARGE_SIDE = 1280  # long side above which the network runs smaller (720p frames still run at full size)
-NETWORK_SIDE = 768  # long side of the network input for those
+LARGE_SIDE = 768  # long side above which the network runs smaller
+NETWORK_SIDE = LARGE_SIDE  # long side of the network input for those (module docstring: why equal)
 
 
 def network_size_for(height: int, width: int, max_side: int | None = LARGE_SIDE) -> tuple[int, int] | None:

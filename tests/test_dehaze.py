@@ -83,8 +83,7 @@ def test_padding_contract():
 
 @pytest.mark.slow
 def test_full_hd(small_model):
-    """1080×1920 (padded to 1088×1920 inside): 35–75 s on 2 CPU cores (DREM at 544×960 dominates),
-    so marked slow; it still runs by default."""
+    """1080×1920: the network at 432×768 (448×768 padded) and guided upsampling to full size."""
     img = (_image(1080, 1920) * 255).astype(np.uint8)
     out = dehaze(small_model, img)
     assert out.shape == (1080, 1920, 3) and out.dtype == np.uint8

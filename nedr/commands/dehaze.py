@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", default=None,
                         help=f"output folder, or a file name for a single input (default: ./{DEFAULT_OUT})")
     parser.add_argument("--full-res", action="store_true",
-                        help="run the network at full size even on large photos (default: above a 1280 px long side "
+                        help="run the network at full size even on large photos (default: above a 768 px long side "
                              "it runs at 768 px and the result is upsampled guided by the photo; full size needs "
                              "~0.8 GB of RAM per megapixel and drifts in colour beyond ~2 MP)")
     add_model_options(parser)
