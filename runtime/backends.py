@@ -1,4 +1,4 @@
-"""Inference backends: one interface, chosen by name (`torch`, `onnxruntime`, `tensorrt`, `auto`).
+"""Inference backends: one interface, chosen by name (`torch`, `onnxruntime`, `tensorrt`, `triton`, `auto`).
 
 A backend is a context manager in the Polygraphy style: `__enter__` (= `activate()`) loads the model
 and allocates sessions/buffers, `__exit__` (= `deactivate()`) frees them. In between:
@@ -59,6 +59,7 @@ class Backend:
         self.shape_range: tuple[tuple[int, int], tuple[int, int]] | None = None  # (min, max) H×W, if limited
         self.provides_transmission = False
         self.accepts_any_size = False  # a fast-mode graph resizes inside: no ×32 padding needed
+        self.max_batch: int | None = None  # the most frames one call takes (None: no limit); multi-stream batching reads it
 
     # -- lifetime
     def __enter__(self) -> "Backend":
@@ -460,6 +461,7 @@ class OnnxRuntimeBackend(Backend):
         shape = inputs[0].shape
         if len(shape) == 4 and all(isinstance(d, int) for d in shape[2:]):
             self.static_hw = (int(shape[2]), int(shape[3]))
+        self.max_batch = int(shape[0]) if shape and isinstance(shape[0], int) else None
         outputs = [o.name for o in self._session.get_outputs()]
         self.clean_name = "clean" if "clean" in outputs else outputs[0]
         self.transmission_name = "transmission" if "transmission" in outputs else None
@@ -513,5 +515,6 @@ class OnnxRuntimeBackend(Backend):
         return info
 
 
-# The native TensorRT backend lives in its own module (lazy tensorrt / cuda-python imports).
+# The native TensorRT and Triton client backends live in their own modules (their heavy imports are lazy).
 from . import tensorrt_backend as _tensorrt_backend  # noqa: E402,F401  (registers "tensorrt")
+from . import triton_backend as _triton_backend  # noqa: E402,F401  (registers "triton")

@@ -396,6 +396,15 @@ class Pipeline:
             self.warmup_s += time.perf_counter() - t0
         self._warm.add(hw)
 
+    def request_stop(self, signum: int) -> None:
+        """Stop as for signal `signum`, at the next frame boundary. Safe to call from a signal handler
+        (only records it). A backend that can block for long (the triton backend retrying a server
+        that is down) is told too, so it gives up waiting."""
+        self._signals.append(signum)
+        stop = getattr(self.backend, "request_stop", None)
+        if stop is not None:
+            stop()
+
     def _check_signals(self) -> None:
         """Raise for a stop signal here, between frames, rather than from the handler wherever the
         main thread happens to be (inside a queue's lock, a stop could leave the writer blocked)."""
@@ -418,7 +427,11 @@ class Pipeline:
             if self._t0 is None:
                 self._t0 = time.perf_counter()
             t0 = time.perf_counter()
-            work.output = self.backend.infer_full(work.batch)
+            try:
+                work.output = self.backend.infer_full(work.batch)
+            except KeyboardInterrupt:  # a backend that gave up waiting on a stop: report the signal that asked
+                self._check_signals()
+                raise
             self.times.add("infer", time.perf_counter() - t0)
             self._check_signals()
             self.submitted += 1
@@ -456,7 +469,7 @@ class Pipeline:
             if capture:
                 capture.start()
             try:
-                with _handlers((signal.SIGINT, *STOP_SIGNALS), lambda signum, _frame: self._signals.append(signum)):
+                with _handlers((signal.SIGINT, *STOP_SIGNALS), lambda signum, _frame: self.request_stop(signum)):
                     self._main_loop()
             except StopSignal as stop:
                 interrupted, self.stopped_by = True, f"signal {stop.name}"
@@ -577,19 +590,21 @@ def _handlers(signums, handler):
             signal.signal(signum, old)
 
 
+def exit_discarding(sinks, signum: int) -> None:
+    """End the process at once for a repeated stop signal, removing every unfinished file first."""
+    for sink in sinks:
+        discard = getattr(sink, "discard", None)
+        if discard:
+            with contextlib.suppress(Exception):
+                discard()
+    print(f"nedr: {signal.Signals(signum).name} again: stopped without finishing the output", file=sys.stderr)
+    os._exit(128 + signum)
+
+
 def _forced_exit_on_signal(sinks):
     """While the output is finalised, a second signal (Ctrl-C, SIGTERM, SIGHUP) ends the process
     at once, after removing every unfinished file, so an impatient stop never leaves a `.partial`."""
-    def force(signum, _frame):
-        for sink in sinks:
-            discard = getattr(sink, "discard", None)
-            if discard:
-                with contextlib.suppress(Exception):
-                    discard()
-        print(f"nedr: {signal.Signals(signum).name} again: stopped without finishing the output", file=sys.stderr)
-        os._exit(128 + signum)
-
-    return _handlers((signal.SIGINT, *STOP_SIGNALS), force)
+    return _handlers((signal.SIGINT, *STOP_SIGNALS), lambda signum, _frame: exit_discarding(sinks, signum))
 
 
 def run_pipeline(source: Source, backend: Backend, sinks=None, **config) -> dict[str, Any]:

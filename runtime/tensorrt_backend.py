@@ -127,6 +127,8 @@ class TensorRTBackend(Backend):
         else:
             lo, _, hi = self._engine.get_tensor_profile_shape(self.input_name, 0)
             self.shape_range = ((int(lo[2]), int(lo[3])), (int(hi[2]), int(hi[3])))
+        # the most frames one call takes (multi-stream batching): a fixed batch, else the profile's maximum
+        self.max_batch = int(shape[0]) if shape[0] > 0 else int(self._engine.get_tensor_profile_shape(self.input_name, 0)[2][0])
         self._stream = Stream()
         self._device: dict[str, Any] = {}
         self._host: dict[str, Any] = {}
