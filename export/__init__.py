@@ -6,11 +6,11 @@ Names are imported on first use (PEP 562), so `import nedr.export.<module>` of a
 from importlib import import_module
 
 _NAMES = {
-    "ExportError": "onnx_export", "export_onnx": "onnx_export", "export_checkpoint": "onnx_export",
+    "ExportError": "metadata", "export_onnx": "onnx_export", "export_checkpoint": "onnx_export",
     "read_metadata": "metadata", "file_sha256": "metadata",
     "check_ops": "ops", "TRT_SUPPORTED_OPS": "ops", "FORBIDDEN_OPS": "ops",
     "verify_onnx": "verify", "VerifyReport": "verify",
-    "convert_fp16": "fp16", "fp16_agreement": "fp16", "fp32_islands": "fp16", "FP16Report": "fp16",
+    "convert_fp16": "fp16", "fp16_agreement": "fp16", "fp32_islands": "islands", "FP16Report": "fp16",
     "inspect_onnx": "inspection", "format_inspection": "inspection",
     "Profile": "profiles", "ProfileError": "profiles", "make_profile": "profiles", "static_profile": "profiles",
     "parse_hw": "profiles", "fits": "profiles", "padded_size": "profiles",

@@ -27,13 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 from nedr.errors import UserError
 
-from .quantize import SYNTHETIC
-
+SYNTHETIC = "synthetic"  # the calibration source made from training photos with synthetic haze
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 CACHE_FORMAT = 1
 SYNTHETIC_SEED = 2024  # calibration crops; distinct from training's default seed 0
@@ -58,6 +56,8 @@ class FrameSet:
 def fit_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """H×W×3 RGB (uint8 or float in [0, 1]) → 1×3×H×W float32 at `size`: resize so the image
     covers the size (aspect kept), then centre-crop."""
+    import cv2  # on first use: `nedr quantize --help` reads this module's defaults
+
     h, w = size
     ih, iw = rgb.shape[:2]
     scale = max(h / ih, w / iw)
@@ -109,6 +109,8 @@ def folder_frames(folder: Path, size: tuple[int, int], count: int) -> FrameSet:
 
 def video_frames(path: Path, size: tuple[int, int], count: int) -> FrameSet:
     """`count` frames spread over the clip (the first `count` when the length is unknown)."""
+    import cv2
+
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():

@@ -1,16 +1,8 @@
 """FP16 ONNX with FP32 inputs/outputs and FP32 islands where half precision breaks the math.
 
 Precision lives in the ONNX (docs/deployment.md): TensorRT builds this file strongly typed, so every
-tensor keeps the type written here. The islands (docs/model.md §4, §6, §7), found from the graph's
-structure rather than from exporter-specific node names:
-
-* `kan_basis`: in every KANLinear, the grouped 1×1 Conv that computes u = (x − c_j)/0.4 and the
-  Abs/Sub/Relu/Pow/Mul/Div nodes of the cubic B-spline, up to (not including) the spline Conv.
-  The bases are differences of cubes of values up to 2; in half precision they lose ~3e-3.
-* `scattering_model`: everything that is not an ancestor of the decoder output z (the input of the
-  graph's single Tanh): t = clamp((tanh z + 1)/2), the guided filter (81×81 box sums of products
-  of the image and t, then var/cov differences, which cancel catastrophically in FP16), the
-  atmospheric light (dark channel, TopK, gather, per-channel max) and J = (I − A)/t + A.
+tensor keeps the type written here. What stays FP32 is `fp32_islands` (islands.py), which the INT8
+quantizer keeps in float too.
 
 Conversion: ONNX Runtime's mixed-precision recipe from `onnxruntime.transformers`:
 `float16.convert_float_to_float16(keep_io_types=True, node_block_list=islands,
@@ -53,63 +45,12 @@ from nedr.model.kan import KANLinear
 from nedr.model.network import NeDR
 
 from .metadata import META_PREFIX, file_sha256, read_metadata
+from .graph import producers
+from .islands import fp32_islands
 from .onnx_export import INPUT_NAME, OUTPUT_CLEAN, ExportError, save_onnx_atomic
 from .verify import FrameCheck, check_sizes, model_as_exported, sample_frames
 
-KAN_BASIS = "kan_basis"
-SCATTERING_MODEL = "scattering_model"
 FLOAT_TYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
-
-
-def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    return {o: n for n in graph.node for o in n.output}
-
-
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    out: dict[str, list[onnx.NodeProto]] = {}
-    for n in graph.node:
-        for i in n.input:
-            out.setdefault(i, []).append(n)
-    return out
-
-
-def fp32_islands(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """Node names to keep in FP32, per island (module docstring); raises ExportError when the graph
-    does not have NeDR's structure."""
-    graph = model.graph
-    names = [n.name for n in graph.node]
-    if not all(names) or len(set(names)) != len(names):
-        raise ExportError("every node needs a unique name to be kept in FP32; re-export with nedr.export")
-    producers, consumers = _producers(graph), _consumers(graph)
-
-    kan: list[str] = []
-    for node in graph.node:
-        src = producers.get(node.input[0]) if node.op_type == "Abs" else None
-        group = next((a.i for a in src.attribute if a.name == "group"), 1) if src is not None else 1
-        if src is None or src.op_type != "Conv" or group == 1:
-            continue
-        chain, frontier = [src.name], [node]
-        while frontier:
-            n = frontier.pop()
-            if n.name in chain:
-                continue
-            chain.append(n.name)
-            frontier += [c for o in n.output for c in consumers.get(o, []) if c.op_type != "Conv"]
-        kan += chain
-
-    tanh = [n for n in graph.node if n.op_type == "Tanh"]
-    if len(tanh) != 1:
-        raise ExportError(f"expected one Tanh (t from the decoder output), found {len(tanh)}: not a NeDR graph")
-    network, stack = set(), [tanh[0].input[0]]
-    while stack:
-        src = producers.get(stack.pop())
-        if src is not None and src.name not in network:
-            network.add(src.name)
-            stack += list(src.input)
-    tail = [n.name for n in graph.node if n.name not in network]
-    if not kan:
-        raise ExportError("no KAN basis (grouped Conv → Abs) found: not a NeDR graph")
-    return {KAN_BASIS: kan, SCATTERING_MODEL: tail}
 
 
 def _unshare_initializers(model: onnx.ModelProto, blocked: set[str]) -> None:
@@ -142,14 +83,15 @@ def _island_problems(model: onnx.ModelProto, blocked: set[str]) -> list[str]:
     types.update({v.name: v.type.tensor_type.elem_type for v in (*g.input, *g.value_info, *g.output)})
     problems = [f"graph I/O {v.name} is {FLOAT_TYPES.get(v.type.tensor_type.elem_type)}"
                 for v in (*g.input, *g.output) if v.type.tensor_type.elem_type != onnx.TensorProto.FLOAT]
-    producers = _producers(g)
+    writer = producers(g)
     for n in g.node:
         if n.name in blocked:
             half = [t for t in (*n.input, *n.output) if types.get(t) == onnx.TensorProto.FLOAT16]
             if half:
                 problems.append(f"island node {n.name} has FP16 tensors {half[:3]}")
-        if n.op_type == "Cast" and producers.get(n.input[0]) is not None and producers[n.input[0]].op_type == "Cast":
-            problems.append(f"Cast chain {producers[n.input[0]].name} → {n.name}")
+        src = writer.get(n.input[0]) if n.op_type == "Cast" else None
+        if src is not None and src.op_type == "Cast":
+            problems.append(f"Cast chain {src.name} → {n.name}")
     return problems
 
 

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nedr.errors import UserError
+
 META_PREFIX = "nedr."
 
 
@@ -30,8 +32,6 @@ def load_onnx(path: str | Path, external_data: bool = False):
     DecodeError; both are turned into a message that says what is wrong with which file.
     """
     import onnx
-
-    from nedr.errors import UserError
 
     path = Path(path)
     if not path.is_file():
@@ -58,3 +58,8 @@ def read_metadata(model) -> dict[str, Any]:
             structured = prop.value[:1] in ("{", "[")  # how encode_value writes dicts and lists
             out[prop.key[len(META_PREFIX):]] = json.loads(prop.value) if structured else prop.value
     return out
+
+
+class ExportError(UserError):
+    """Export could not produce the .onnx file; the message is one line naming the cause.
+    (A RuntimeError, via UserError: the CLI reports it as one line.)"""

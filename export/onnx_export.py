@@ -39,12 +39,12 @@ import onnx
 import torch
 from torch import nn
 
-from nedr.errors import UserError, first_line
+from nedr.errors import first_line
 from nedr.fileio import output_problem
 from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
 from nedr.model.physics import TOPK_MAX
 
-from .metadata import META_PREFIX, encode_value, file_sha256
+from .metadata import META_PREFIX, ExportError, encode_value, file_sha256
 from .ops import check_ops
 
 INPUT_NAME = "hazy"
@@ -53,11 +53,6 @@ OUTPUT_TRANSMISSION = "transmission"
 DEFAULT_OPSET = 17
 SUPPORTED_OPSETS = range(17, 21)  # the TorchScript exporter's upper bound is 20; TensorRT 10.x parses 9–20+
 TRACE_SIZE = (MIN_SIZE, MIN_SIZE + PAD_MULTIPLE)  # non-square, so an H/W mix-up cannot hide
-
-
-class ExportError(UserError):
-    """Export could not produce the .onnx file; the message is one line naming the cause.
-    (A RuntimeError, via UserError: the CLI reports it as one line.)"""
 
 
 class ExportableNeDR(nn.Module):

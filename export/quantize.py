@@ -1,25 +1,8 @@
 """FP32 NeDR ONNX → INT8 Q/DQ ONNX, calibrated on frames at the deployment size (docs/deployment.md:
-"Precision: it lives in the ONNX"). Two targets, named on the command line:
-
-* `tensorrt` (default): int8 activations and int8 weights, both symmetric (every zero point 0),
-  per-channel weights, Q/DQ only on Conv inputs and weights (none added on Conv outputs; a residual
-  Add or a Pad reading the same tensor shares its DequantizeLinear), bias kept float (TensorRT takes
-  no int32 bias): the explicit-quantization placement TensorRT fuses into int8 convolutions and
-  that its strongly typed builds require (no implicit calibrators in TensorRT 11).
-* `cpu`: uint8 activations (asymmetric) and int8 per-channel weights, DQ → Conv → Q groups that
-  ONNX Runtime fuses into QLinearConv. On x86 CPUs without VNNI (AVX2 only, like the 2-core AMD
-  EPYC box this was written on), MLAS multiplies u8×s8 with `vpmaddubsw`, whose int16 pair sums
-  saturate: measured here (128x128, 4 held-out frames), full-range int8 weights gave 12–37 dB
-  against FP32 with the fused kernels while the same file emulated in float gave 42–47 dB. So by default (`reduce_range=None`)
-  weights use 7 bits (±63, no saturation possible) when /proc/cpuinfo shows no VNNI, and the full
-  8 bits when it does (avx512_vnni / avx_vnni / amx_int8) or off x86.
-
-FP32 everywhere INT8 breaks the math (docs/model.md §4, §6, §7), i.e. `fp32_islands` of the FP16
-converter: the KAN basis (its grouped Conv and the spline polynomial) and the scattering-model tail
-(t = clamp, guided filter box sums, atmospheric light, J = (I − A)/t + A): their nodes go to
-`nodes_to_exclude`, and so does the stem convolution by default (`stem_convs`). `tensorrt`
-quantizes Conv only; `cpu` also the Relu/Clip/Add/Concat/Resize/Pad/MaxPool between convolutions
-(`OP_TYPES`).
+"Precision: it lives in the ONNX"): frames and ranges (calibration.py), Q/DQ placement (qdq.py),
+validation against FP32, the optional float-layer search (sensitivity.py), metadata and report.
+Two targets, named on the command line, `tensorrt` (default) and `cpu`: qdq.py says where each puts
+Q/DQ and which nodes stay FP32.
 
 PSNR against FP32 is measured on held-out frames at the deployment size with the runtime the file
 targets: ONNX Runtime's CPU kernels for `cpu`; for `tensorrt`, the Q/DQ graph run with graph
@@ -40,7 +23,6 @@ most harmful quantized convolutions in float (sensitivity.py) until the target i
 from __future__ import annotations
 
 import json
-import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -52,43 +34,21 @@ import numpy as np
 from nedr.errors import UserError, first_line
 from nedr.fileio import output_problem
 
-from .metadata import META_PREFIX, file_sha256, load_onnx, read_metadata
+from .calibration import SYNTHETIC
+from .metadata import META_PREFIX, ExportError, file_sha256, load_onnx, read_metadata
+from .qdq import (CALIBRATED_OP_TYPES, OP_TYPES, TARGETS, QuantizeError, qdq_nodes, quantization_settings,
+                  quantize_with_ranges, stem_convs, zero_points)
+from .sensitivity import MAX_FLOAT_LAYERS, MAX_SEARCH_EVALS, SearchStep, search_float_layers
 
-# onnx, onnxruntime, OpenCV and torch (through the exporter and the datasets) load on first use, so
+# onnxruntime, OpenCV and torch (through the exporter and the datasets) load on first use, so
 # building the CLI's parser, which reads the defaults below, stays cheap.
 
-TARGETS = ("tensorrt", "cpu")
 METHODS = ("entropy", "minmax", "percentile")
-SYNTHETIC = "synthetic"
 INPUT_NAME = "hazy"  # nedr.export.onnx_export.INPUT_NAME (that module imports torch)
 DEFAULT_SIZE = (480, 640)
 DEFAULT_FRAMES = 16
 DEFAULT_METHOD = "minmax"
 DEFAULT_VALIDATION_FRAMES = 4
-# TensorRT: Q/DQ on Conv inputs only (it fuses the rest). ONNX Runtime CPU: also the ops between
-# convolutions that have uint8 kernels or vanish into the quantization range (Relu/Clip), so
-# activations stay uint8 from one QLinearConv to the next instead of round-tripping through float
-# (measured at 480x640: 5.75 s -> 5.08 s per frame, FP32 7.03 s).
-OP_TYPES = {"tensorrt": ["Conv"], "cpu": ["Conv", "Relu", "Clip", "Add", "Concat", "Resize", "Pad", "MaxPool"]}
-CALIBRATED_OP_TYPES = sorted({op for ops in OP_TYPES.values() for op in ops})  # one cache serves both targets
-MAX_FLOAT_LAYERS = 24
-MAX_SEARCH_EVALS = 60
-
-
-class QuantizeError(UserError):
-    """INT8 quantization could not run or produce its file; the message is one line naming the cause.
-    (A RuntimeError, via UserError: the CLI reports it as one line.)"""
-
-
-def cpu_has_vnni() -> bool:
-    """x86 VNNI (8-bit dot products that accumulate in int32 without saturating)."""
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
-        return True  # ARM's dot-product kernels do not saturate; nothing to work around
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -116,17 +76,6 @@ def _check_size(size) -> tuple[int, int]:
         raise QuantizeError(f"size {h}x{w} breaks the network contract: H and W must be multiples of "
                             f"{PAD_MULTIPLE} and >= {MIN_SIZE}")
     return h, w
-
-
-@dataclass
-class SearchStep:
-    what: str  # a layer or a group of layers
-    float_layers: int  # layers in float after this step (when accepted)
-    psnr_db: float
-    accepted: bool
-
-    def __str__(self) -> str:
-        return f"{'kept float' if self.accepted else 'tried'} {self.what}: {self.psnr_db:.2f} dB"
 
 
 @dataclass
@@ -222,130 +171,6 @@ def _check_destination(onnx_in: Path, onnx_out: Path) -> None:
         raise QuantizeError(problem)
 
 
-def quantization_settings(target: str, reduce_range: bool | None = None) -> dict:
-    """Keyword arguments of `quantize_static` for a target (module docstring)."""
-    from onnxruntime.quantization import QuantFormat, QuantType
-
-    if target == "tensorrt":
-        return dict(quant_format=QuantFormat.QDQ, op_types_to_quantize=OP_TYPES[target], per_channel=True,
-                    reduce_range=False, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                   "OpTypesToExcludeOutputQuantization": ["Conv"], "QuantizeBias": False,
-                                   "DedicatedQDQPair": True})
-    if target == "cpu":
-        return dict(quant_format=QuantFormat.QDQ, op_types_to_quantize=OP_TYPES[target], per_channel=True,
-                    reduce_range=(not cpu_has_vnni()) if reduce_range is None else bool(reduce_range),
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-    raise QuantizeError(f"unknown target {target!r}; use one of {', '.join(TARGETS)}")
-
-
-def quantize_with_ranges(onnx_in: Path, ranges, target: str, nodes_to_exclude: list[str],
-                         reduce_range: bool | None = None) -> onnx.ModelProto:
-    """`quantize_static` with precomputed ranges (no calibration pass): the ranges go in through
-    its `calibration_cache_path` (written to a temporary file in ONNX Runtime's own format)."""
-    import inspect
-    import logging
-
-    import onnx
-    from onnxruntime.quantization import quantize_static
-    from onnxruntime.quantization.calibrate import save_tensors_data
-
-    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
-        import onnxruntime
-
-        raise QuantizeError(f"onnxruntime {onnxruntime.__version__} cannot take precomputed ranges "
-                            "(quantize_static has no calibration_cache_path); upgrade onnxruntime")
-    settings = quantization_settings(target, reduce_range)
-    quant_logger = logging.getLogger()  # quantize_static warns "consider pre-processing" (skipped, see above)
-    level = quant_logger.level
-    with tempfile.TemporaryDirectory(prefix="nedr-quant-") as tmp:
-        cache, out = Path(tmp) / "ranges.json", Path(tmp) / "int8.onnx"
-        save_tensors_data(ranges, cache)
-        quant_logger.setLevel(logging.ERROR)
-        try:
-            quantize_static(str(onnx_in), str(out), None, nodes_to_exclude=list(nodes_to_exclude),
-                            calibrate_method=ranges.calibration_method, calibration_cache_path=str(cache), **settings)
-        except Exception as exc:
-            first = first_line(exc)
-            raise QuantizeError(f"onnxruntime quantization failed: {type(exc).__name__}: {first[:200]}") from exc
-        finally:
-            quant_logger.setLevel(level)
-        model = onnx.load_model(str(out))
-    float_inputs_for(model, set(nodes_to_exclude), onnx.load_model(str(onnx_in)))
-    return model
-
-
-def float_inputs_for(model: onnx.ModelProto, names: set[str], float_model: onnx.ModelProto) -> int:
-    """Make the nodes `names` read float tensors instead of shared 8-bit ones.
-
-    `nodes_to_exclude` keeps a node itself float, but when a quantized neighbour quantizes a
-    tensor it reads (the CPU target quantizes Conv outputs, e.g. the depthwise conv feeding a KAN
-    basis, and constants shared with quantized ops, e.g. the 2 in the spline's 2 − |u|), ONNX
-    Runtime points every reader at the DequantizeLinear, so the island would compute on 8-bit
-    values. Rewires activations to the QuantizeLinear's float input and constants to their FP32
-    initializer from `float_model`, then drops Q/DQ nodes left without readers. Returns the
-    number of inputs rewired.
-    """
-    graph = model.graph
-    producers = {o: n for n in graph.node for o in n.output}
-    have = {t.name for t in graph.initializer}
-    originals = {t.name: t for t in float_model.graph.initializer}
-    rewired = 0
-    for node in graph.node:
-        if node.name not in names:
-            continue
-        for k, name in enumerate(node.input):
-            dq = producers.get(name)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            q = producers.get(dq.input[0])
-            if q is not None and q.op_type == "QuantizeLinear":
-                node.input[k] = q.input[0]
-                rewired += 1
-            elif dq.input[0] in have and dq.input[0].endswith("_quantized"):
-                original = dq.input[0][:-len("_quantized")]
-                if original in originals:
-                    if original not in have:
-                        graph.initializer.append(originals[original])
-                        have.add(original)
-                    node.input[k] = original
-                    rewired += 1
-    outputs = {o.name for o in graph.output}
-    while True:
-        read = {i for n in graph.node for i in n.input} | outputs
-        dead = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
-                and not any(o in read for o in n.output)]
-        if not dead:
-            break
-        for n in dead:
-            graph.node.remove(n)
-    used = {i for n in graph.node for i in n.input}
-    for init in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(init)
-    return rewired
-
-
-def qdq_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
-    return [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
-
-
-def zero_points(model: onnx.ModelProto) -> np.ndarray:
-    """Every zero point of every Q/DQ node, concatenated (int64); absent zero points count as 0."""
-    import onnx
-
-    inits = {t.name: t for t in model.graph.initializer}
-    values = []
-    for n in qdq_nodes(model):
-        if len(n.input) < 3 or not n.input[2]:
-            values.append(np.zeros(1, dtype=np.int64))
-        elif n.input[2] in inits:
-            values.append(onnx.numpy_helper.to_array(inits[n.input[2]]).astype(np.int64).ravel())
-        else:
-            raise QuantizeError(f"Q/DQ node {n.name} has a computed zero point; expected a constant")
-    return np.concatenate(values) if values else np.zeros(0, dtype=np.int64)
-
-
 def _session(model: onnx.ModelProto | Path, emulate: bool, threads: int | None = None):
     import onnx
     import onnxruntime as ort
@@ -382,121 +207,11 @@ def _metadata(model: onnx.ModelProto, source: Path, info: dict) -> None:
     onnx.helper.set_model_props(model, props)
 
 
-def stem_convs(model: onnx.ModelProto) -> list[str]:
-    """The Conv nodes that read the network input (directly or through Pad): the backbone stem.
-
-    Kept in float by default: on the demo weights it was the most sensitive layer at every size
-    tried (alone worth +2.9 dB at 128x128; 31.9 -> ~36 dB at 480x640 together with the next
-    depthwise conv), while it is one 3->32 channel 3x3 conv, a fraction of a percent of the
-    network's multiply-adds, so INT8 buys nothing there.
-    """
-    graph_inputs = {i.name for i in model.graph.input}
-    producers = {o: n for n in model.graph.node for o in n.output}
-    out = []
-    for n in model.graph.node:
-        if n.op_type != "Conv":
-            continue
-        src, name = producers.get(n.input[0]), n.input[0]
-        while src is not None and src.op_type == "Pad":
-            name = src.input[0]
-            src = producers.get(name)
-        if src is None and name in graph_inputs:
-            out.append(n.name)
-    return out
-
-
-# --- sensitivity search -----------------------------------------------------------------------
-
-_GROUPS = (("backbone", ("pretrained",)), ("kan_cid", ("cid_",)), ("decoder", ("layer", "refinenet", "scratch")),
-           ("idrm", ("nrn",)), ("drem", ("drem",)), ("output_head", ("output_conv",)))
-
-
-def _path(layer: str) -> tuple[str, ...]:
-    """Module path of a Conv node name, under a named top-level group."""
-    parts = [p for p in layer.split("/") if p]
-    top = next((g for g, prefixes in _GROUPS if parts and parts[0].startswith(prefixes)), "other")
-    return (top, *parts)
-
-
-def _children(prefix: tuple[str, ...], layers: list[str]) -> list[tuple[str, ...]]:
-    """Subgroups one level below `prefix` in graph order, descending through single-child levels."""
-    paths = [_path(lay) for lay in layers if _path(lay)[:len(prefix)] == prefix]
-    while True:
-        nxt = list(dict.fromkeys(p[:len(prefix) + 1] for p in paths if len(p) > len(prefix)))
-        if len(nxt) == 1 and len(paths) > 1:
-            prefix = nxt[0]
-            continue
-        return nxt
-
-
-def search_float_layers(gated: GatedModel, frames: list[np.ndarray], references: list[np.ndarray], target_db: float,
-                        max_layers: int = MAX_FLOAT_LAYERS, max_evals: int = MAX_SEARCH_EVALS,
-                        log: Callable[[str], None] | None = None,
-                        start: list[str] | None = None) -> tuple[list[str], float, list[SearchStep]]:
-    """Best-first search down the module tree for the convolutions to leave in float.
-
-    Each candidate (a group of layers or one layer) is scored by the PSNR gained when it runs in
-    float on top of those already chosen. The best one is expanded into its subgroups, or, when it
-    is a single layer, re-scored against the current set (its score may be stale) and kept if it
-    still helps. Stops at `target_db`, `max_layers` or `max_evals` inferences over `frames`.
-    `start`: layers already in float. Returns (layers in float, PSNR with them, steps).
-    """
-    layers = gated.layers
-    chosen: list[str] = list(start or [])
-    steps: list[SearchStep] = []
-    evals = 0
-
-    def score(members: list[str]) -> float:
-        nonlocal evals
-        evals += 1
-        return gated.psnr(frames, references, chosen + members)[0]
-
-    def members(prefix: tuple[str, ...]) -> list[str]:
-        return [lay for lay in layers if _path(lay)[:len(prefix)] == prefix and lay not in chosen]
-
-    current = score([])
-    if log:
-        log(f"  start, {len(chosen)} layer(s) in float: {current:.2f} dB")
-    frontier: list[tuple[float, tuple[str, ...], int]] = []  # (gain, group, len(chosen) when measured)
-
-    def expand(prefix: tuple[str, ...]) -> None:
-        for child in _children(prefix, layers):
-            group = members(child)
-            if group and evals < max_evals:
-                frontier.append((score(group) - current, child, len(chosen)))
-
-    expand(())
-    while current < target_db and len(chosen) < max_layers and frontier and evals < max_evals:
-        frontier.sort(key=lambda item: -item[0])
-        gain, prefix, measured_at = frontier.pop(0)
-        group = members(prefix)
-        if len(group) > 1:
-            expand(prefix)
-            continue
-        if not group:
-            continue
-        if measured_at != len(chosen):  # a stale gain: re-score against the current set
-            fresh = score(group) - current
-            if frontier and fresh < max(g for g, _, _ in frontier):
-                frontier.append((fresh, prefix, len(chosen)))
-                continue
-            gain = fresh
-        if gain <= 0:
-            steps.append(SearchStep(group[0], len(chosen), current + gain, False))
-            continue
-        chosen.append(group[0])
-        current += gain
-        steps.append(SearchStep(group[0], len(chosen), current, True))
-        if log:
-            log(f"  float {group[0]}: {current:.2f} dB")
-    return chosen, current, steps
-
-
 # --- the command ------------------------------------------------------------------------------
 
 def _save(int8: onnx.ModelProto, onnx_in: Path, info: dict, onnx_out: Path) -> None:
     """Record how the file was quantized in its metadata and write it atomically."""
-    from .onnx_export import ExportError, save_onnx_atomic  # imports torch: only when writing
+    from .onnx_export import save_onnx_atomic  # imports torch: only when writing
 
     _metadata(int8, onnx_in, info)
     try:
@@ -529,8 +244,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     """
     from .calibration import (CalibrationError, cache_key, calibration_frames, compute_ranges, heldout_frames,
                               load_cached_ranges, save_cached_ranges)
-    from .onnx_export import ExportError
-    from .sensitivity import GatedModel, psnr_db, quantized_convs
+    from .sensitivity import GatedModel, psnr_db
 
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     say = log or (lambda _msg: None)
@@ -553,7 +267,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     if static is not None and static != size:
         raise QuantizeError(f"{onnx_in} has a static {static[0]}x{static[1]} input; pass size {static[0]}x{static[1]}")
     _check_destination(onnx_in, onnx_out)
-    from .fp16 import fp32_islands
+    from .islands import fp32_islands
 
     try:
         islands = fp32_islands(fp32)
@@ -655,16 +369,25 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     _save(int8, onnx_in, info, onnx_out)
     seconds["total"] = time.perf_counter() - start
 
-    convs = [n for n in int8.graph.node if n.op_type == "Conv"]
+    return _report(
+        int8, islands, seconds, path=onnx_out, target=target, method=method, size=size, calibration=calib_set.source,
+        frames=len(calib_set), calibrated=calibrated, cache_path=cache_path, activation_type=info["activations"],
+        weight_type=info["weights"], reduce_range=info["reduce_range"], float_layers=float_layers, stem_layers=stem,
+        psnr_db=psnr, psnr_min_db=worst, validation_frames=len(validation), target_psnr=target_psnr,
+        psnr_before_search_db=before, search=steps)
+
+
+def _report(int8: onnx.ModelProto, islands: dict[str, list[str]], seconds: dict[str, float], **fields) -> QuantizeReport:
+    """The report of either quantizer: what it chose (`fields`) plus what the written graph holds."""
+    from .sensitivity import quantized_convs
+
+    zps = zero_points(int8)
     n_int8 = len(quantized_convs(int8))
     return QuantizeReport(
-        path=onnx_out, target=target, method=method, size=size, calibration=calib_set.source, frames=len(calib_set),
-        calibrated=calibrated, cache_path=cache_path, activation_type=info["activations"], weight_type=info["weights"],
-        reduce_range=info["reduce_range"], qdq_nodes=len(qdq_nodes(int8)), int8_convs=n_int8,
-        float_convs=len(convs) - n_int8, island_nodes={k: len(v) for k, v in islands.items()},
-        float_layers=float_layers, stem_layers=stem, psnr_db=psnr, psnr_min_db=worst, validation_frames=len(validation),
-        measured_with=_measured_with(target), target_psnr=target_psnr, psnr_before_search_db=before, search=steps,
-        seconds=seconds, zero_points=("all 0" if not zps.size or not np.any(zps) else f"{int(zps.min())}..{int(zps.max())}"))
+        **fields, qdq_nodes=len(qdq_nodes(int8)), int8_convs=n_int8,
+        float_convs=sum(n.op_type == "Conv" for n in int8.graph.node) - n_int8,
+        island_nodes={k: len(v) for k, v in islands.items()}, measured_with=_measured_with(fields["target"]),
+        seconds=seconds, zero_points="all 0" if not zps.size or not np.any(zps) else f"{int(zps.min())}..{int(zps.max())}")
 
 
 def _check_modelopt(target: str, method: str, target_psnr: float | None) -> None:
@@ -692,7 +415,7 @@ def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target,
     from modelopt.onnx.quantization import quantize as modelopt_quantize
 
     from .calibration import heldout_frames
-    from .sensitivity import psnr_db, quantized_convs
+    from .sensitivity import psnr_db
 
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nedr-modelopt-") as tmp:
@@ -714,14 +437,8 @@ def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target,
             "calibration": calib_set.source, "psnr_vs_fp32_db": round(psnr, 3)}
     _save(int8, onnx_in, info, onnx_out)
     seconds["total"] = time.perf_counter() - start
-    zps = zero_points(int8)
-    n_int8 = len(quantized_convs(int8))
-    return QuantizeReport(
-        path=onnx_out, target=target, method=method, size=size, calibration=calib_set.source, frames=len(calib_set),
-        calibrated=True, cache_path=None, activation_type="QInt8", weight_type="QInt8", reduce_range=False,
-        qdq_nodes=len(qdq_nodes(int8)), int8_convs=n_int8,
-        float_convs=sum(n.op_type == "Conv" for n in int8.graph.node) - n_int8,
-        island_nodes={k: len(v) for k, v in islands.items()}, float_layers=[],
-        stem_layers=[n for n in stem_convs(fp32) if n in excluded], psnr_db=psnr, psnr_min_db=worst,
-        validation_frames=len(validation), measured_with=_measured_with(target), seconds=seconds,
-        zero_points=("all 0" if not zps.size or not np.any(zps) else f"{int(zps.min())}..{int(zps.max())}"))
+    return _report(
+        int8, islands, seconds, path=onnx_out, target=target, method=method, size=size, calibration=calib_set.source,
+        frames=len(calib_set), calibrated=True, cache_path=None, activation_type="QInt8", weight_type="QInt8",
+        reduce_range=False, float_layers=[], stem_layers=[n for n in stem_convs(fp32) if n in excluded], psnr_db=psnr,
+        psnr_min_db=worst, validation_frames=len(validation))

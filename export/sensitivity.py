@@ -14,23 +14,26 @@ are the next layer's input quantization and stay, as they would under `nodes_to_
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .graph import producers
+
 GATES = "nedr_gates"
-
-
-def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
-    return {o: n for n in graph.node for o in n.output}
+MAX_FLOAT_LAYERS = 24
+MAX_SEARCH_EVALS = 60
 
 
 def quantized_convs(model: onnx.ModelProto) -> list[str]:
     """Names of Conv nodes whose activation input comes from a DequantizeLinear, in graph order."""
-    producers = _producers(model.graph)
+    writer = producers(model.graph)
     out = []
     for n in model.graph.node:
-        src = producers.get(n.input[0]) if n.op_type == "Conv" else None
+        src = writer.get(n.input[0]) if n.op_type == "Conv" else None
         if src is not None and src.op_type == "DequantizeLinear":
             out.append(n.name)
     return out
@@ -55,7 +58,7 @@ class GatedModel:
         model = onnx.ModelProto()
         model.CopyFrom(qdq)
         graph = model.graph
-        producers = _producers(graph)
+        writer = producers(graph)
         float_nodes = {n.name: n for n in fp32.graph.node}
         float_inits = {t.name: t for t in fp32.graph.initializer}
         have = {t.name for t in graph.initializer}
@@ -71,11 +74,11 @@ class GatedModel:
             nodes = [helper.make_node("Gather", [GATES, index.name], [f"{prefix}_g"], name=f"{prefix}_gather")]
             for slot in range(len(conv.input)):
                 quantized = conv.input[slot]
-                src = producers.get(quantized)
+                src = writer.get(quantized)
                 if src is None or src.op_type != "DequantizeLinear":
                     continue  # already float (e.g. the bias for TensorRT)
                 if slot == 0:
-                    q = producers.get(src.input[0])
+                    q = writer.get(src.input[0])
                     exact = q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None
                 else:
                     exact = original.input[slot]
@@ -114,3 +117,99 @@ class GatedModel:
 
     def psnr(self, frames, references, float_layers=()) -> tuple[float, float]:
         return psnr_db(self.run(frames, float_layers), references)
+
+
+@dataclass
+class SearchStep:
+    what: str  # a layer or a group of layers
+    float_layers: int  # layers in float after this step (when accepted)
+    psnr_db: float
+    accepted: bool
+
+    def __str__(self) -> str:
+        return f"{'kept float' if self.accepted else 'tried'} {self.what}: {self.psnr_db:.2f} dB"
+
+
+_GROUPS = (("backbone", ("pretrained",)), ("kan_cid", ("cid_",)), ("decoder", ("layer", "refinenet", "scratch")),
+           ("idrm", ("nrn",)), ("drem", ("drem",)), ("output_head", ("output_conv",)))
+
+
+def _path(layer: str) -> tuple[str, ...]:
+    """Module path of a Conv node name, under a named top-level group."""
+    parts = [p for p in layer.split("/") if p]
+    top = next((g for g, prefixes in _GROUPS if parts and parts[0].startswith(prefixes)), "other")
+    return (top, *parts)
+
+
+def _children(prefix: tuple[str, ...], layers: list[str]) -> list[tuple[str, ...]]:
+    """Subgroups one level below `prefix` in graph order, descending through single-child levels."""
+    paths = [_path(lay) for lay in layers if _path(lay)[:len(prefix)] == prefix]
+    while True:
+        nxt = list(dict.fromkeys(p[:len(prefix) + 1] for p in paths if len(p) > len(prefix)))
+        if len(nxt) == 1 and len(paths) > 1:
+            prefix = nxt[0]
+            continue
+        return nxt
+
+
+def search_float_layers(gated: GatedModel, frames: list[np.ndarray], references: list[np.ndarray], target_db: float,
+                        max_layers: int = MAX_FLOAT_LAYERS, max_evals: int = MAX_SEARCH_EVALS,
+                        log: Callable[[str], None] | None = None,
+                        start: list[str] | None = None) -> tuple[list[str], float, list[SearchStep]]:
+    """Best-first search down the module tree for the convolutions to leave in float.
+
+    Each candidate (a group of layers or one layer) is scored by the PSNR gained when it runs in
+    float on top of those already chosen. The best one is expanded into its subgroups, or, when it
+    is a single layer, re-scored against the current set (its score may be stale) and kept if it
+    still helps. Stops at `target_db`, `max_layers` or `max_evals` inferences over `frames`.
+    `start`: layers already in float. Returns (layers in float, PSNR with them, steps).
+    """
+    layers = gated.layers
+    chosen: list[str] = list(start or [])
+    steps: list[SearchStep] = []
+    evals = 0
+
+    def score(members: list[str]) -> float:
+        nonlocal evals
+        evals += 1
+        return gated.psnr(frames, references, chosen + members)[0]
+
+    def members(prefix: tuple[str, ...]) -> list[str]:
+        return [lay for lay in layers if _path(lay)[:len(prefix)] == prefix and lay not in chosen]
+
+    current = score([])
+    if log:
+        log(f"  start, {len(chosen)} layer(s) in float: {current:.2f} dB")
+    frontier: list[tuple[float, tuple[str, ...], int]] = []  # (gain, group, len(chosen) when measured)
+
+    def expand(prefix: tuple[str, ...]) -> None:
+        for child in _children(prefix, layers):
+            group = members(child)
+            if group and evals < max_evals:
+                frontier.append((score(group) - current, child, len(chosen)))
+
+    expand(())
+    while current < target_db and len(chosen) < max_layers and frontier and evals < max_evals:
+        frontier.sort(key=lambda item: -item[0])
+        gain, prefix, measured_at = frontier.pop(0)
+        group = members(prefix)
+        if len(group) > 1:
+            expand(prefix)
+            continue
+        if not group:
+            continue
+        if measured_at != len(chosen):  # a stale gain: re-score against the current set
+            fresh = score(group) - current
+            if frontier and fresh < max(g for g, _, _ in frontier):
+                frontier.append((fresh, prefix, len(chosen)))
+                continue
+            gain = fresh
+        if gain <= 0:
+            steps.append(SearchStep(group[0], len(chosen), current + gain, False))
+            continue
+        chosen.append(group[0])
+        current += gain
+        steps.append(SearchStep(group[0], len(chosen), current, True))
+        if log:
+            log(f"  float {group[0]}: {current:.2f} dB")
+    return chosen, current, steps

@@ -17,8 +17,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from nedr.export import calibration
-from nedr.export.quantize import (QuantizeError, SearchStep, _children, parse_size, quantize, search_float_layers,
-                                  zero_points)
+from nedr.export.qdq import zero_points
+from nedr.export.quantize import QuantizeError, parse_size, quantize
+from nedr.export.sensitivity import SearchStep, _children, search_float_layers
 
 SIZE = (128, 128)
 FRAMES = 4
@@ -279,7 +280,7 @@ def test_cli_cpu_target_uses_uint8_activations(fp32_onnx, trt_int8, tmp_path, ca
     weights = {inits[n.input[0]].data_type for n in model.graph.node
                if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(inits[n.input[0]].dims) == 4}
     assert weights == {TensorProto.INT8}
-    from nedr.export.fp16 import fp32_islands
+    from nedr.export.islands import fp32_islands
 
     islands = {n for names in fp32_islands(onnx.load(str(fp32_onnx))).values() for n in names}
     producers = {o: n for n in model.graph.node for o in n.output}
