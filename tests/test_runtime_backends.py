@@ -22,9 +22,9 @@ TRT_REASON = tensorrt_unavailable_reason()
 
 
 def test_registry_and_names():
-    assert backend_names() == ["onnxruntime", "tensorrt", "torch"]
+    assert backend_names() == ["onnxruntime", "tensorrt", "torch", "triton"]
     assert all(issubclass(BACKENDS[n], Backend) for n in backend_names())
-    with pytest.raises(BackendError, match=r"unknown backend 'tensorflow'; choose one of onnxruntime, tensorrt, torch, auto"):
+    with pytest.raises(BackendError, match=r"unknown backend 'tensorflow'; choose one of onnxruntime, tensorrt, torch, triton, auto"):
         resolve_backend_name("tensorflow")
 
 
