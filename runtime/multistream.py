@@ -8,8 +8,10 @@ What they share is a `Batcher`: each stream's pipeline gets a `Lane`, a backend 
 thread, the one that activated the backend (CUDA contexts, TensorRT streams, the HTTP client's
 event loop stay in one thread), and:
 
-* waits until every open lane has a frame waiting, or the oldest waiting frame has waited
-  `max_wait` seconds (a live stream between camera frames does not hold the others up);
+* waits until every open lane has a frame waiting, or `max_wait` seconds have passed since the
+  oldest waiting frame came or the previous call returned, whichever is later (a live stream
+  between camera frames does not hold the others up; the streams a call just answered get the
+  chance to join the next one, so streams out of phase fall into step);
 * takes the oldest frame's network size (H×W) and every waiting frame of that size, up to the
   backend's `max_batch`, concatenates them into one N×3×H×W call, and hands each lane its slice;
   frames of other sizes go in the next call (batches never mix sizes);
@@ -40,7 +42,7 @@ from .errors import BackendError, RunError
 from .pipeline import STOP_SIGNALS, Pipeline, RunConfig, StageTimes, _handlers, exit_discarding
 from .sources import Source
 
-DEFAULT_MAX_WAIT = 0.005  # s a waiting frame may wait for the other streams' frames
+DEFAULT_MAX_WAIT = 0.005  # s the batcher, once free, may wait for the other streams' frames
 
 
 @dataclass
@@ -161,12 +163,16 @@ class Batcher:
                 self._pending.clear()
 
     def _next_group(self) -> list[_Request] | None:
+        free = time.perf_counter()
         with self._cond:
             while not self._pending:
                 if not self._open:
                     return None
                 self._cond.wait(0.1)
-            deadline = self._pending[0].submitted + self.max_wait
+            # max_wait counts from when the batcher could call, not from the oldest submission: frames
+            # that arrived during the previous call would otherwise go at once, without the streams that
+            # call just answered, and two groups of streams would alternate for good (half batches).
+            deadline = max(self._pending[0].submitted, free) + self.max_wait
             while len(self._pending) < len(self._open):  # wait for the other streams, briefly
                 left = deadline - time.perf_counter()
                 if left <= 0:

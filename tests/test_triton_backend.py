@@ -6,8 +6,10 @@ tests that need it skip, saying how to install it, when it is absent), serving t
 tests/runtime_helpers.tiny_onnx) through Triton's Python backend. Over HTTP and gRPC: outputs
 equal the onnxruntime backend's on the same frames, one-line errors for an unreachable server,
 a missing model and mismatched shapes or types, a server killed and restarted mid-run that the
-run survives, and 4 file plus 2 live streams batched through it at once. Pure pieces (URL
-parsing, the I/O contract check, which errors are retried) are tested without a server.
+run survives, and 4 file plus 2 live streams batched through it at once. One slow test serves
+our own model instead: the demo weights through `nedr export --triton`, whose outputs over both
+protocols equal the onnxruntime backend's on the same file (issue 13's must-hold, ≤ 1e-4). Pure
+pieces (URL parsing, the I/O contract check, which errors are retried) are tested without a server.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from nedr.runtime.triton_backend import TritonBackend, check_model_io, parse_url
 from live_servers import FfmpegServer, free_port
 from runtime_helpers import count_frames, run_cli, tiny_onnx, write_clip
 from tiny_onnx import conv_model, save
-from triton_server import TritonServer, find_pytriton, python_backend_repository
+from triton_server import TritonServer, find_pytriton, python_backend_repository, serve_with_python_backend
 
 PROTOCOLS = ["grpc", "http"]
 
@@ -177,6 +179,42 @@ def test_outputs_equal_the_onnxruntime_backend(server, model_files, tmp_path, pr
             assert got.clean.shape == batch.shape and got.transmission.shape == (batch.shape[0], 1, *batch.shape[2:])
             assert np.abs(got.clean - want.clean).max() <= 1e-4
             assert np.abs(got.transmission - want.transmission).max() <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def demo_model_server(pytriton, tmp_path_factory):
+    """tritonserver serving the demo weights as `nedr export --triton REPO` writes them (CPU
+    instances; the ONNX export unverified here, test_export covers that) → (server, the model.onnx)."""
+    from nedr.cli import main
+
+    work = tmp_path_factory.mktemp("triton_demo")
+    repo = work / "repo"
+    assert main(["export", "--triton", str(repo), "--triton-instance", "cpu", "--no-verify"]) == 0
+    model_dir = serve_with_python_backend(repo / "nedr")
+    srv = TritonServer(pytriton, repo, work)
+    try:
+        yield srv.start(wait=120.0), model_dir / "1" / "model.onnx"
+    finally:
+        srv.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_demo_model_outputs_equal_the_onnxruntime_backend(demo_model_server, tmp_path, protocol):
+    """Our model, not a stand-in: the served export of the demo weights answers real frames (one, a
+    batch of two, and a second size) as ONNX Runtime does with the same file here, within 1e-4."""
+    server, onnx_path = demo_model_server
+    frames = _frames(write_clip(tmp_path / "a.mp4", frames=3, size=(160, 128), seed=1), 3)
+    other = _frames(write_clip(tmp_path / "b.mp4", frames=1, size=(128, 160), seed=2), 1)
+    with TritonBackend(url=_url(server, protocol)) as remote, OnnxRuntimeBackend(onnx_path, threads=1) as local:
+        assert remote.provides_transmission and remote.max_batch == 8 and remote.static_hw is None
+        assert remote.describe()["instance_kinds"] == ["KIND_CPU"]
+        for batch in (frames[0], np.concatenate(frames[1:]), other[0]):
+            got, want = remote.infer_full(batch), local.infer_full(batch)
+            assert got.clean.shape == batch.shape and got.transmission.shape == (batch.shape[0], 1, *batch.shape[2:])
+            assert np.abs(got.clean - want.clean).max() <= 1e-4
+            assert np.abs(got.transmission - want.transmission).max() <= 1e-4
+            assert np.abs(got.clean - batch).max() > 1e-3  # a real dehazer, not an identity
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

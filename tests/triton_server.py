@@ -115,11 +115,19 @@ def python_backend_repository(repo: Path, onnx_path: Path, name: str = "nedr", m
     from nedr.export.triton import write_repository
 
     written = write_repository(repo, onnx_path, name=name, instance="cpu", max_batch_size=max_batch_size)
-    text = written.config_path.read_text().replace('platform: "onnxruntime_onnx"', 'backend: "python"')
-    assert 'backend: "python"' in text
-    written.config_path.write_text(edit(text) if edit else text)
-    (written.model_dir / "1" / "model.py").write_text(MODEL_PY)
-    return written.model_dir
+    return serve_with_python_backend(written.model_dir, edit)
+
+
+def serve_with_python_backend(model_dir: Path, edit=None) -> Path:
+    """A model folder that `nedr export --triton` wrote for an ONNX file (config.pbtxt + 1/model.onnx),
+    switched in place to the Python backend: the platform line becomes `backend: "python"` and
+    1/model.py runs 1/model.onnx in ONNX Runtime; everything else of the config stays as exported."""
+    config = Path(model_dir) / "config.pbtxt"
+    text = config.read_text().replace('platform: "onnxruntime_onnx"', 'backend: "python"')
+    assert 'backend: "python"' in text and (Path(model_dir) / "1" / "model.onnx").is_file(), model_dir
+    config.write_text(edit(text) if edit else text)
+    (Path(model_dir) / "1" / "model.py").write_text(MODEL_PY)
+    return Path(model_dir)
 
 
 class TritonServer(ServerProcess):
