@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nedr.runtime.backends import (Backend, OnnxRuntimeBackend, Output, TorchBackend, cached_onnx, importable,
+from nedr.export.artifacts import Artifact, ModelFiles
+from nedr.runtime.backends import (Backend, OnnxRuntimeBackend, Output, TorchBackend, importable,
                                    torch_cuda_available)
 from nedr.runtime.tensorrt_backend import TensorRTBackend, tensorrt_unavailable_reason
 
@@ -105,79 +106,6 @@ def plan(backends: list[str], precisions: list[str], env: Environment) -> tuple[
             run += [Candidate("tensorrt", p) for p in PRECISIONS if p in precisions]
     return run, skipped
 
-
-# --------------------------------------------------------------------------- model files
-
-@dataclass
-class Artifact:
-    path: Path | None
-    seconds: float  # time to make it in this run (0 when reused)
-    reused: bool
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-class ModelFiles:
-    """The ONNX files and engines the candidates run, made on first use in `folder`."""
-
-    def __init__(self, folder: Path, checkpoint: str | None, *, calib_size: tuple[int, int], calib_frames: int,
-                 validation_frames: int, log: Callable[[str], None]) -> None:
-        self.folder = Path(folder)
-        self.checkpoint = checkpoint
-        self.calib_size, self.calib_frames, self.validation_frames = calib_size, calib_frames, validation_frames
-        self.log = log
-        self._made: dict[str, Artifact] = {}
-
-    def _once(self, key: str, path: Path, make: Callable[[Path], dict[str, Any] | None]) -> Artifact:
-        if key in self._made:
-            return self._made[key]
-        if path.is_file():
-            artifact = Artifact(path, 0.0, True)
-        else:
-            self.log(f"making {path.name}")
-            start = time.perf_counter()
-            info = make(path) or {}
-            artifact = Artifact(path, time.perf_counter() - start, False, info)
-        self._made[key] = artifact
-        return artifact
-
-    def fp32(self) -> Artifact:
-        if "fp32" not in self._made:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            before = set(self.folder.glob("*.onnx"))
-            start = time.perf_counter()
-            path = cached_onnx(self.checkpoint, with_transmission=True, folder=self.folder)
-            self._made["fp32"] = Artifact(path, time.perf_counter() - start, path in before)
-        return self._made["fp32"]
-
-    def fp16(self) -> Artifact:
-        from nedr.export.fp16 import convert_fp16
-
-        src = self.fp32().path
-        return self._once("fp16", src.with_name(src.stem + ".fp16.onnx"),
-                          lambda out: {"fp16_nodes": convert_fp16(src, out).fp16_nodes})
-
-    def int8(self, target: str) -> Artifact:
-        from nedr.export.quantize import quantize
-
-        src = self.fp32().path
-        h, w = self.calib_size
-        name = f"{src.stem}.int8-{target}.{h}x{w}.{self.calib_frames}f.onnx"
-
-        def make(out: Path) -> dict[str, Any]:
-            report = quantize(src, out, frames=self.calib_frames, size=self.calib_size, target=target,
-                              validation_frames=self.validation_frames, log=self.log)
-            return {"target": target, "psnr_vs_fp32_db": report.psnr_db, "int8_convs": report.int8_convs,
-                    "float_convs": report.float_convs, "calibration": report.calibration}
-
-        return self._once(f"int8-{target}", self.folder / name, make)
-
-    def engine(self, precision: str, profile) -> Artifact:
-        from nedr.export.tensorrt_build import build_engine
-
-        onnx = {"fp32": self.fp32, "fp16": self.fp16, "int8": lambda: self.int8("tensorrt")}[precision]().path
-        tag = "_".join(f"{h}x{w}" for h, w in (profile.min, profile.opt, profile.max))
-        return self._once(f"engine-{precision}", self.folder / f"{onnx.stem}.{tag}.engine",
-                          lambda out: {"manifest": build_engine(onnx, out, profile=profile)})
 
 
 # --------------------------------------------------------------------------- runnable backends

@@ -29,7 +29,8 @@ from tqdm import tqdm
 from nedr.errors import UserError
 from nedr.export.profiles import format_hw
 from nedr.export.sensitivity import psnr_db
-from nedr.runtime.backends import Backend, cache_dir
+from nedr.export.artifacts import Artifact, ModelFiles, cache_dir
+from nedr.runtime.backends import Backend
 from nedr.runtime.errors import BackendError
 from nedr.runtime.frames import from_batch, pad_hwc, padded_hw, to_batch, to_float
 from nedr.runtime.pipeline import FrameProcessor, RunConfig
@@ -101,7 +102,7 @@ class Loaded:
 
     candidate: cand.Candidate
     backend: Backend
-    artifact: cand.Artifact | None
+    artifact: Artifact | None
     load_s: float
 
     @property
@@ -173,7 +174,7 @@ class Bench:
     def load(self) -> None:
         c = self.config
         chosen, self.not_run = cand.plan(c.backends, c.precisions, self.env)
-        files = cand.ModelFiles(c.work or cache_dir() / "onnx", c.checkpoint, calib_size=c.calib_size,
+        files = ModelFiles(c.work or cache_dir() / "onnx", c.checkpoint, calib_size=c.calib_size,
                                 calib_frames=c.calib_frames, validation_frames=c.validation_frames, log=self.say)
         profile = self._engine_profile() if any(x.backend == "tensorrt" for x in chosen) else None
         for candidate in tqdm(chosen, desc="prepare", unit="backend", file=sys.stderr):

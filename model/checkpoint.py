@@ -9,20 +9,18 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
+from nedr.bundled import resolve_weights
 from nedr.errors import NedrError
 
 from .network import Architecture, NeDR
 
 FORMAT_NAME = "nedr"
 DREM_SEED = 20251113
-DEMO_WEIGHTS = "nedr-demo.safetensors"
-BUNDLED = {"nedr": DEMO_WEIGHTS}  # names accepted wherever a checkpoint path is
 
 # Entries of public checkpoints that never influence J or t (docs/model.md §8).
 DEAD_KEYS = re.compile(
@@ -45,17 +43,7 @@ def _listing(keys: list[str]) -> str:
 
 def default_weights_path() -> Path:
     """The demo weights shipped inside the package (trained as described in their config)."""
-    return Path(str(resources.files("nedr.model") / "weights" / DEMO_WEIGHTS))
-
-
-def resolve_weights(path: str | Path | None) -> Path:
-    """A checkpoint path, a bundled name (`BUNDLED`: "nedr" = the demo weights) or None (the demo
-    weights). An existing file wins over a bundled name of the same spelling."""
-    if path is None:
-        return default_weights_path()
-    if str(path) in BUNDLED and not Path(path).is_file():
-        return Path(str(resources.files("nedr.model") / "weights" / BUNDLED[str(path)]))
-    return Path(path)
+    return resolve_weights(None)
 
 
 def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from nedr.bundled import is_bundled_name, resolve_weights
 from nedr.errors import first_line
+from nedr.export.artifacts import ModelFiles, cache_dir
+from nedr.export.metadata import ExportError
 from nedr.export.metadata import file_sha256
 
 from .errors import BackendError
@@ -162,7 +166,8 @@ def importable(name: str) -> bool:
         return False
 
 
-def _ort_gpu_available() -> bool:
+def ort_gpu_available() -> bool:
+    """This ONNX Runtime build has a CUDA or TensorRT provider."""
     if not importable("onnxruntime"):
         return False
     import onnxruntime as ort
@@ -192,6 +197,8 @@ def resolve_backend_name(name: str | None, model: str | os.PathLike | None = Non
     (about 2× faster than eager torch there), else torch.
     """
     name = (name or "auto").lower()
+    if is_bundled_name(model):  # bundled weights: the best backend for them, as with no model at all
+        model = None
     if name != "auto":
         if name not in BACKENDS:
             raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(backend_names() + ['auto'])}")
@@ -207,7 +214,7 @@ def resolve_backend_name(name: str | None, model: str | os.PathLike | None = Non
         raise BackendError(f"cannot tell the backend from {Path(model).name!r}: expected {', '.join(ENGINE_SUFFIXES)} "
                            f"(tensorrt), .onnx (onnxruntime) or {', '.join(CHECKPOINT_SUFFIXES)} (torch); "
                            "or name it with --backend")
-    if _ort_gpu_available():
+    if ort_gpu_available():
         return "onnxruntime"
     if torch_cuda_available():
         return "torch"
@@ -221,57 +228,11 @@ def resolve_backend_name(name: str | None, model: str | os.PathLike | None = Non
 def create_backend(name: str | None = "auto", model: str | os.PathLike | None = None, **options) -> Backend:
     """A backend by name, not yet activated; `options` go to its constructor (threads, device, ...)."""
     concrete = resolve_backend_name(name, model)
+    if is_bundled_name(model):
+        model = resolve_weights(model)
     cls = BACKENDS[concrete]
     accepted = getattr(cls, "OPTIONS", ())
     return cls(model=model, **{k: v for k, v in options.items() if k in accepted and v is not None})
-
-
-# --------------------------------------------------------------------------- cached ONNX of the demo weights
-
-def cache_dir() -> Path:
-    """$NEDR_CACHE_DIR, else $XDG_CACHE_HOME/nedr, else ~/.cache/nedr."""
-    if os.environ.get("NEDR_CACHE_DIR"):
-        return Path(os.environ["NEDR_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nedr"
-
-
-def demo_weights_path() -> Path:
-    """The bundled demo weights, found without importing nedr.model (which imports torch)."""
-    spec = importlib.util.find_spec("nedr.model")
-    if spec is None or not spec.submodule_search_locations:
-        raise BackendError("nedr.model package not found (broken install?)")
-    return Path(next(iter(spec.submodule_search_locations))) / "weights" / "nedr-demo.safetensors"
-
-
-def cached_onnx(checkpoint: str | os.PathLike | None = None, *, with_transmission: bool = True,
-                folder: str | os.PathLike | None = None) -> Path:
-    """An ONNX export of `checkpoint` (default: demo weights), made once and kept in the cache.
-
-    Keyed by the weights file's sha256 (so new weights never reuse an old export); exporting needs
-    torch, reusing the cached file does not.
-    """
-    weights = Path(checkpoint) if checkpoint else demo_weights_path()
-    if not weights.is_file():
-        raise BackendError(f"{weights}: no such weights file")
-    folder = Path(folder) if folder else cache_dir() / "onnx"
-    path = folder / f"nedr-{file_sha256(weights)[:16]}{'-jt' if with_transmission else ''}.onnx"
-    if path.is_file():
-        return path
-    if not importable("torch"):
-        raise BackendError(f"no cached ONNX for {weights.name} and torch is not installed to export one: run "
-                           "`nedr-export` where torch is installed and pass the file with --model")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise BackendError(f"cannot create the ONNX cache folder {folder}: {exc.strerror}; set NEDR_CACHE_DIR") from None
-    from nedr.export.onnx_export import ExportError, export_checkpoint
-
-    try:
-        export_checkpoint(weights, path, with_transmission=with_transmission)
-    except ExportError as exc:
-        raise BackendError(f"exporting {weights.name} to ONNX failed: {exc}") from None
-    return path
 
 
 # --------------------------------------------------------------------------- torch
@@ -398,20 +359,28 @@ class TorchBackend(Backend):
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime with the best providers available: TensorRT EP → CUDA EP → CPU.
 
-    `model`: an .onnx file (default: the demo weights exported once to the cache, with the
-    transmission output). `threads`: intra-op threads on the CPU provider. On a GPU provider the
+    `model`: an .onnx file, or a checkpoint (default: the demo weights) exported once to the cache
+    with the transmission output; for a checkpoint, `precision` fp16 or int8 derives that file once
+    too (int8: `nedr quantize`'s cpu target on the CPU provider, tensorrt target on GPU providers,
+    synthetic calibration). `threads`: intra-op threads on the CPU provider. On a GPU provider the
     input and outputs go through IO binding (outputs allocated on the device, one copy back).
     """
 
-    OPTIONS = ("threads", "providers", "device_id", "checkpoint")
+    OPTIONS = ("threads", "providers", "device_id", "checkpoint", "precision")
 
     def __init__(self, model=None, threads: int | None = None, providers: list[str] | None = None,
-                 device_id: int = 0, checkpoint: str | None = None) -> None:
+                 device_id: int = 0, checkpoint: str | None = None, precision: str | None = None) -> None:
         super().__init__()
         if model and Path(model).suffix.lower() in CHECKPOINT_SUFFIXES:  # a checkpoint: export it once, cached
             model, checkpoint = None, checkpoint or model
+        if precision not in (None, "fp32", "fp16", "int8"):
+            raise BackendError(f"unknown precision {precision!r}; use fp32, fp16 or int8")
+        if model and precision:
+            raise BackendError(f"{Path(model).name} has its precision already; --precision derives a file from a "
+                               "checkpoint (make one with nedr-export --precision fp16 or nedr quantize)")
         self.model_path = Path(model) if model else None
         self.checkpoint = checkpoint
+        self.precision = precision or "fp32"
         self.threads = threads
         self.requested_providers = list(providers) if providers else list(ORT_PROVIDER_ORDER)
         self.device_id = int(device_id)
@@ -424,7 +393,15 @@ class OnnxRuntimeBackend(Backend):
                                "(or onnxruntime-gpu for CUDA/TensorRT providers)") from None
         self._ort = ort
         if self.model_path is None:
-            self.model_path = cached_onnx(self.checkpoint, with_transmission=True)
+            available = ort.get_available_providers()
+            on_gpu = any(p in available and p != "CPUExecutionProvider" for p in self.requested_providers)
+            files = ModelFiles(cache_dir() / "onnx", self.checkpoint,
+                               log=lambda msg: print(f"nedr: {msg} (once; cached)", file=sys.stderr))
+            try:
+                artifact = files.precision(self.precision, on_gpu=on_gpu)
+            except ExportError as exc:
+                raise BackendError(str(exc)) from None
+            self.model_path = artifact.path
             self.exported_from = str(self.checkpoint or "bundled demo weights")
         if not self.model_path.is_file():
             raise BackendError(f"{self.model_path}: no such ONNX file")

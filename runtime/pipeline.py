@@ -39,6 +39,7 @@ from .errors import BackendError
 from .fast import (DEFAULT_EPS, DEFAULT_RADIUS, apply_affine_u8, downscale, fit_affine_planes, infer_size_for,
                    planes_to_u8)
 from .frames import pad_hwc, padded_hw
+from .realtime import RealtimeChoice, backend_latency, choose_network_size
 from .sinks import StopRun
 from .sources import Frame, Source
 from .temporal import Stabilizer, recover_planes
@@ -50,6 +51,8 @@ STAGES = ("read", "prepare", "infer", "finish", "write", "latency")
 class RunConfig:
     infer_size: tuple[int, int] | None = None  # (width, height) the network runs at (fast mode)
     scale: float | None = None                 # or a factor of the frame size (fast mode)
+    realtime_fps: float | None = None          # or: the largest network size that keeps this rate (measured)
+    realtime_log: Callable[[str], None] | None = None  # told the size realtime_fps picked
     stabilize: bool = True
     alpha: float = 0.1                         # EMA weight of the newest A
     max_frames: int | None = None
@@ -99,6 +102,23 @@ class FrameProcessor:
         self.last_size: tuple[int, int] | None = None
         self.size_changes = 0
         self.network_hw: tuple[int, int] | None = None
+        self.realtime: RealtimeChoice | None = None
+
+    def fast_size(self, h: int, w: int) -> tuple[int, int] | None:
+        """The (width, height) the network runs at for an h×w frame, or None for full size.
+
+        With `realtime_fps` the size is measured on the first frame (nothing else uses the backend
+        yet) and kept as a fraction of the frame for later sizes, so no call is timed mid-stream."""
+        if not self.config.realtime_fps:
+            return infer_size_for((h, w), self.config.infer_size, self.config.scale)
+        if self.realtime is None:
+            self.realtime = choose_network_size(backend_latency(self.backend), (h, w), self.config.realtime_fps)
+            if self.config.realtime_log:
+                self.config.realtime_log(self.realtime.describe())
+        if (h, w) == self.realtime.frame_hw:
+            return self.realtime.infer_size
+        (fh, fw), (nh, nw) = self.realtime.frame_hw, self.realtime.network_hw
+        return infer_size_for((h, w), scale=min(1.0, nh / fh, nw / fw))
 
     def target_hw(self, h: int, w: int) -> tuple[int, int]:
         if self.backend.accepts_any_size:
@@ -118,7 +138,7 @@ class FrameProcessor:
         resized = self.last_size is not None and (h, w) != self.last_size
         self.size_changes += int(resized)
         self.last_size = (h, w)
-        size = infer_size_for((h, w), self.config.infer_size, self.config.scale)
+        size = self.fast_size(h, w)
         small = downscale(img, size) if size else img
         sh, sw = small.shape[:2]
         target = self.target_hw(sh, sw)
@@ -526,6 +546,14 @@ class Pipeline:
         return errors
 
     # ------------------------------------------------------------------ summary
+    def _realtime_summary(self) -> dict[str, Any] | None:
+        choice = self.processor.realtime
+        if choice is None:
+            return None
+        return {"target_fps": choice.target_fps, "reachable": choice.reachable, "budget_ms": round(choice.budget_s * 1e3, 2),
+                "network_hw": list(choice.network_hw), "latency_ms": round(choice.latency_s * 1e3, 2),
+                "measured": [{"hw": list(hw), "ms": round(s * 1e3, 2)} for hw, s in choice.measured]}
+
     def summary(self) -> dict[str, Any]:
         stages = self.times.summary()
         elapsed = (self._t_end - self._t0) if self._t0 and self._t_end else 0.0
@@ -534,7 +562,7 @@ class Pipeline:
         # fps over the frames after the first (the clock starts when frame 0 enters the backend)
         fps = (frames - 1) / elapsed if frames > 1 and elapsed > 0 else (1 / elapsed if frames and elapsed else 0.0)
         stab = self.processor.stabilizer
-        fast = self.config.infer_size or self.config.scale
+        fast = self.config.infer_size or self.config.scale or self.processor.realtime
         source = self.source.describe()
         return {
             "frames": frames,
@@ -553,6 +581,7 @@ class Pipeline:
             "fast_mode": {"infer_size": list(self.config.infer_size) if self.config.infer_size else None,
                           "scale": self.config.scale, "radius": self.config.fast_radius,
                           "eps": self.config.fast_eps} if fast else None,
+            "realtime": self._realtime_summary(),
             "stabilize": {"enabled": stab.enabled and stab.unavailable is None, "alpha": stab.smoother.alpha,
                           "scene_cuts": stab.detector.cuts, "unavailable": stab.unavailable},
             "stages": stages,

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nedr.runtime.backends import (BACKENDS, Backend, OnnxRuntimeBackend, backend_names, cache_dir, cached_onnx,
+from nedr.export.artifacts import cache_dir, cached_onnx
+from nedr.runtime.backends import (BACKENDS, Backend, OnnxRuntimeBackend, backend_names,
                                    create_backend, resolve_backend_name)
 from nedr.runtime.errors import BackendError
 from nedr.runtime.tensorrt_backend import TensorRTBackend, tensorrt_unavailable_reason

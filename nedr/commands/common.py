@@ -6,7 +6,8 @@ import argparse
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", "-c", default=None,
-                        help="weights: public .pth, state dict, nedr .safetensors, or a bundled name (nedr = the demo weights, the default)")
+                        help="weights: public .pth, state dict, nedr .safetensors, or a bundled name (nedr = the demo weights, the "
+                             "default; nedr-s = the light variant)")
     parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default=None,
                         help="atmospheric light estimate (default: the checkpoint's setting, dark_channel for the demo "
                              "weights; with them brightest scores +2.9 dB on SOTS-indoor and max +3.3 dB, "

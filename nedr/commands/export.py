@@ -22,7 +22,8 @@ def _hw(text: str) -> tuple[int, int]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", default=None,
-                        help="public .pth, state dict, nedr .safetensors or a bundled name (nedr; default: the demo weights)")
+                        help="public .pth, state dict, nedr .safetensors or a bundled name (nedr = the demo weights, the default; "
+                             "nedr-s = the light variant)")
     parser.add_argument("-o", "--output", default=None,
                         help="output .onnx (default: nedr.onnx; with --triton: only a temporary file unless given)")
     parser.add_argument("--opset", type=int, default=17)
@@ -79,9 +80,9 @@ def _with_transmission(args: argparse.Namespace) -> bool:
 
 
 def _export(args: argparse.Namespace, out: Path) -> int:
+    from nedr.bundled import resolve_weights
     from nedr.export import convert_fp16, export_checkpoint, verify_onnx
     from nedr.model import load_checkpoint
-    from nedr.model.checkpoint import resolve_weights
 
     if out.suffix != ".onnx":
         raise UserError(f"{out}: output must end in .onnx")

@@ -46,8 +46,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-model", default="nedr", metavar="NAME",
                         help="triton backend: the served model's name (default: nedr, as `nedr export --triton` names it)")
     parser.add_argument("--model", "-m", default=None,
-                        help="checkpoint (.pth/.safetensors, torch), .onnx (onnxruntime) or engine (.engine/.plan, "
-                             "tensorrt); default: the bundled demo weights")
+                        help="checkpoint (.pth/.safetensors, torch), .onnx (onnxruntime), engine (.engine/.plan, "
+                             "tensorrt), or bundled weights by name: nedr (full network, the default) or nedr-s "
+                             "(light variant, on the best backend for it)")
     parser.add_argument("--device", default="auto", help="torch backend: auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--display", action="store_true", help="show the result in a window (q or Esc stops)")
     parser.add_argument("--compare", action="store_true", help="write/show hazy | dehazed side by side")
@@ -56,6 +57,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       help="fast mode: run the network at WxH and carry the result to full size by guided upsampling")
     size.add_argument("--scale", type=float, default=None, metavar="S",
                       help="fast mode: run the network at S times the frame size (0 < S < 1)")
+    size.add_argument("--realtime", type=float, default=None, metavar="FPS",
+                      help="fast mode at the largest network size that keeps FPS frames/s, from latency measured "
+                           "on the first frame (say what it picked)")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=None,
+                        help="onnxruntime on a checkpoint or bundled name: the file it runs, made once and cached "
+                             "(int8: nedr quantize's cpu target on a CPU, tensorrt target on a GPU)")
     parser.add_argument("--no-stabilize", dest="stabilize", action="store_false",
                         help="no temporal smoothing of the atmospheric light")
     parser.add_argument("--stats", metavar="FILE.json", default=None, help="write the run summary as JSON")
@@ -73,6 +80,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "attempts (retries) in a row (default: keep trying; 0: never reconnect)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
+
+
+# On a CPU with nothing chosen, `nedr run` takes the fastest configuration that keeps quality: the light
+# variant, INT8 for ONNX Runtime's CPU kernels, and fast mode at the largest network size that keeps the
+# source's frame rate (at most CPU_REALTIME_FPS), measured on the first frame. README "Real-time on a CPU".
+CPU_VARIANT = "nedr-s"
+CPU_PRECISION = "int8"
+CPU_REALTIME_FPS = 25.0
 
 
 class HazeLayer:
@@ -206,15 +221,16 @@ def _refuse_overwriting(spec: str, output: str | None) -> None:
         raise UserError(f"refusing to overwrite the source {spec} with the dehazed video; give another -o")
 
 
-def _cpu_sample_limits(args, infer_size) -> tuple[int | None, float | None]:
+def _cpu_sample_limits(args, sized: bool) -> tuple[int | None, float | None]:
     """The sample on a CPU: the full-size network takes seconds per 640×272 frame there, so unless
-    asked otherwise run the first SAMPLE_CPU_FRAMES frames (a scene cut included) in fast mode."""
+    asked otherwise run the first SAMPLE_CPU_FRAMES frames (a scene cut included) in fast mode
+    (`sized`: a network size is chosen already, by --infer-size or --realtime)."""
     max_frames = args.max_frames if args.max_frames is not None else SAMPLE_CPU_FRAMES
-    scale = args.scale if (args.scale is not None or infer_size) else SAMPLE_CPU_SCALE
+    scale = args.scale if (args.scale is not None or sized) else SAMPLE_CPU_SCALE
     notes = []
     if args.max_frames is None:
         notes.append(f"the first {max_frames} frames (--max-frames 250 for all)")
-    if args.scale is None and not infer_size:
+    if args.scale is None and not sized:
         notes.append(f"fast mode --scale {scale} (--scale 1 for full size)")
     if notes:
         print(f"nedr run: no GPU backend, so the sample runs {' in '.join(notes)}", file=sys.stderr)
@@ -247,6 +263,8 @@ def _check_options(args: argparse.Namespace) -> tuple[str, tuple[int, int] | Non
         raise UserError("--max-retries must be 0 or more")
     if args.scale is not None and not 0 < args.scale <= 1:
         raise UserError(f"--scale must be in (0, 1], got {args.scale}")
+    if args.realtime is not None and not args.realtime > 0:
+        raise UserError(f"--realtime must be a positive number of frames per second, got {args.realtime}")
     try:
         infer_size = parse_size(args.infer_size) if args.infer_size else None
     except ValueError as exc:
@@ -263,9 +281,39 @@ def _check_options(args: argparse.Namespace) -> tuple[str, tuple[int, int] | Non
             raise UserError("--backend triton needs the server: --url grpc://HOST:8001 or --url http://HOST:8000")
     elif args.url:
         raise UserError(f"--url is the Triton server's address, for --backend triton (not {name})")
-    if args.model and not Path(args.model).is_file():
-        raise UserError(f"{args.model}: no such model file")
+    if args.precision and name != "onnxruntime":
+        raise UserError(f"--precision picks the file the onnxruntime backend makes from a checkpoint, not for {name}")
+    if args.precision and args.model and Path(args.model).suffix.lower() == ".onnx":
+        raise UserError(f"--precision: {args.model} has its precision already (make an INT8 file with nedr quantize)")
+    if args.model:
+        from nedr.bundled import is_bundled_name, resolve_weights
+
+        if not resolve_weights(args.model).is_file():
+            raise UserError(f"{args.model}: " + ("bundled weights missing from this install" if is_bundled_name(args.model)
+                                                 else "no such model file"))
     return name, infer_size
+
+
+def _cpu_defaults(args: argparse.Namespace, name: str) -> bool:
+    """On a CPU with no model, precision or size chosen, take the real-time configuration (CPU_*):
+    fills args.model and args.precision and returns True; the rate is set once the source is open."""
+    from nedr.bundled import resolve_weights
+    from nedr.runtime.backends import ort_gpu_available
+
+    chosen = (args.backend != "auto" or args.model or args.precision or args.infer_size or args.scale is not None
+              or args.realtime)
+    if chosen or name != "onnxruntime" or ort_gpu_available():
+        return False
+    if resolve_weights(CPU_VARIANT).is_file():
+        args.model = CPU_VARIANT
+    args.precision = CPU_PRECISION
+    return True
+
+
+def _say_cpu_defaults(args: argparse.Namespace, fps: float | None) -> None:
+    sized = f", fast mode sized for {fps:g} fps on the first frame" if fps else ""
+    print(f"nedr run: on a CPU: {args.model or 'nedr'} weights, ONNX Runtime {args.precision.upper()} (cpu target)"
+          f"{sized} (full quality: --model nedr --precision fp32 --scale 1)", file=sys.stderr)
 
 
 def _source_specs(args: argparse.Namespace) -> list[str] | None:
@@ -288,6 +336,7 @@ def _create_backend(args: argparse.Namespace, name: str):
 
     return create_backend(name, args.model, device=args.device, threads=args.threads,
                           cuda_graph=args.cuda_graph or None, url=args.url, triton_model=args.triton_model,
+                          precision=args.precision,
                           timeout=args.timeout, max_retries=args.max_retries)
 
 
@@ -304,13 +353,17 @@ def _run(args: argparse.Namespace) -> int:
 
     name, infer_size = _check_options(args)
     specs = _source_specs(args)
+    cpu_defaults = _cpu_defaults(args, name)
     if args.sources or (specs and len(specs) > 1):
-        return _run_many(args, specs, name, infer_size)
+        if args.realtime:
+            raise UserError("--realtime sizes the network on one stream; with several sources give --scale or --infer-size")
+        return _run_many(args, specs, name, infer_size, cpu_defaults)
     args.source = specs[0] if specs else None  # one source: the single-stream run, as it always was
 
     source = (sample_source() if args.source is None else
               open_source(args.source, timeout=args.timeout, max_retries=args.max_retries))
     compare = args.compare or args.source is None
+    realtime = min(source.fps or CPU_REALTIME_FPS, CPU_REALTIME_FPS) if cpu_defaults else args.realtime
     sinks = []
     try:
         backend = _create_backend(args, name)
@@ -324,13 +377,16 @@ def _run(args: argparse.Namespace) -> int:
         sinks.append(_open_output(args, source, output, compare))
         if args.display:
             sinks.append(DisplaySink(compare=compare))
+        if cpu_defaults:
+            _say_cpu_defaults(args, realtime)
         backend.activate()  # loads (or exports) the model before the progress bar appears
         _note_stabilisation(args, backend)
         max_frames, scale = args.max_frames, args.scale
         if args.source is None and not backend.on_gpu:
-            max_frames, scale = _cpu_sample_limits(args, infer_size)
-        config = RunConfig(infer_size=infer_size, scale=scale, stabilize=args.stabilize,
-                           max_frames=max_frames, progress=not args.quiet)
+            max_frames, scale = _cpu_sample_limits(args, bool(infer_size or realtime))
+        config = RunConfig(infer_size=infer_size, scale=scale, realtime_fps=realtime, stabilize=args.stabilize,
+                           max_frames=max_frames, progress=not args.quiet,
+                           realtime_log=lambda msg: print(f"nedr run: {msg}", file=sys.stderr))
         pipeline = Pipeline(source, backend, sinks, config)
         summary = pipeline.run()
     except BaseException:
@@ -416,7 +472,7 @@ def _close_stream(stream) -> None:
         stream.source.close()
 
 
-def _run_many(args: argparse.Namespace, specs: list[str], name: str, infer_size) -> int:
+def _run_many(args: argparse.Namespace, specs: list[str], name: str, infer_size, cpu_defaults: bool) -> int:
     """Several sources through one backend, batched (nedr.runtime.multistream)."""
     from tqdm import tqdm
 
@@ -431,6 +487,8 @@ def _run_many(args: argparse.Namespace, specs: list[str], name: str, infer_size)
         raise UserError(f"none of the {len(specs)} sources could be opened (first: {streams[0].error})")
     try:
         backend = _create_backend(args, name)
+        if cpu_defaults:
+            _say_cpu_defaults(args, None)
         backend.activate()
     except BaseException:
         for s in opened:
