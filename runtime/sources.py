@@ -25,6 +25,7 @@ import glob
 import os
 import re
 import socket
+import struct
 import sys
 import threading
 import time
@@ -222,7 +223,13 @@ class VideoFileSource(Source):
             opened = self._cap.isOpened()
             ok, first = self._cap.read() if opened else (False, None)
         if not opened or not ok or first is None:
+            # An encoder closed before its first frame leaves a well-formed file that OpenCV fails on
+            # exactly as on garbage (mp4/mov: no video track at all, so it does not even open; AVI: it
+            # opens with a frame count of 0): tell the user which of the two they have.
+            empty = opened and self._cap.get(cv2.CAP_PROP_FRAME_COUNT) == 0
             self._cap.release()
+            if empty or mp4_video_samples(path) == 0:
+                raise SourceError(f"{path}: the video has no frames")
             raise SourceError(f"{path}: cannot decode it as video (corrupt file or unsupported format)")
         self._first = first
         self.fps = _fps(self._cap)
@@ -263,6 +270,51 @@ class VideoFileSource(Source):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "bad_frames": self.bad_frames}
+
+
+def _boxes(data: bytes) -> list[tuple[bytes, bytes]] | None:
+    """The ISO-BMFF boxes `data` holds as (type, payload), or None unless they fill it exactly."""
+    boxes, at = [], 0
+    while at < len(data):
+        if len(data) - at < 8:
+            return None
+        size, kind = struct.unpack_from(">I4s", data, at)
+        head = 8
+        if size == 1 and len(data) - at >= 16:
+            size, head = struct.unpack_from(">Q", data, at + 8)[0], 16
+        elif size == 0:  # "to the end of the enclosing box"
+            size = len(data) - at
+        if size < head or at + size > len(data):
+            return None
+        boxes.append((kind, data[at + head:at + size]))
+        at += size
+    return boxes
+
+
+def mp4_video_samples(path: str | Path, limit: int = 1 << 20) -> int | None:
+    """Video frames the index of a small, complete, unfragmented MP4/MOV file lists; None for any other
+    file (so 0 means a well-formed file without frames). Only files up to `limit` bytes are read:
+    one without frames is a few hundred bytes."""
+    try:
+        top = _boxes(Path(path).read_bytes()) if os.path.getsize(path) <= limit else None
+    except OSError:
+        return None
+    if not top or top[0][0] != b"ftyp" or any(kind == b"moof" for kind, _ in top):
+        return None
+
+    def inside(payloads: list[bytes], kind: bytes) -> list[bytes]:
+        return [p for data in payloads for k, p in _boxes(data) or [] if k == kind]
+
+    moov = [p for kind, p in top if kind == b"moov"]
+    if not moov:
+        return None
+    samples = 0
+    for trak in inside(moov[:1], b"trak"):
+        mdia = inside([trak], b"mdia")
+        if any(hdlr[8:12] == b"vide" for hdlr in inside(mdia, b"hdlr")):  # not audio, subtitles, timecode
+            stbl = inside(inside(mdia, b"minf"), b"stbl")
+            samples += sum(int.from_bytes(p[8:12], "big") for p in inside(stbl, b"stsz") + inside(stbl, b"stz2"))
+    return samples
 
 
 def list_images(folder: Path) -> list[Path]:

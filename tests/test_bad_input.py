@@ -1,6 +1,7 @@
 """Bad input through the CLI: one line on stderr, exit code 2, nothing partial or overwritten.
 
-The README's "Bad input" table lists these cases; each row is asserted here.
+The README's "Bad input" table lists these cases; each row names the test that asserts it, most
+of them here.
 """
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import numpy as np
 import pytest
 
 from nedr.cli import main
+from nedr.runtime import backends
+
+from runtime_helpers import FakeBackend, write_clip
 
 
 def one_line_error(capsys, argv: list[str], match: str) -> str:
@@ -51,11 +55,67 @@ def test_text_or_empty_file_named_png(capsys, tmp_path, content):
     one_line_error(capsys, ["dehaze", str(path)], "cannot decode image")
 
 
-@pytest.mark.parametrize("content, match", [(b"", "without a graph"), (b"\x08\x07\x12\xff\xff\xff", "not a readable ONNX")])
-def test_inspect_empty_or_truncated_onnx(capsys, tmp_path, content, match):
+@pytest.mark.parametrize("content, match", [(b"", "an ONNX model without a graph"),
+                                            (b"\x08\x07\x12\xff\xff\xff", "not a readable ONNX"),
+                                            (b"just some text\n", "not a readable ONNX")])
+@pytest.mark.parametrize("command", ["inspect", "quantize"])
+def test_empty_truncated_or_text_onnx(capsys, tmp_path, content, match, command):
     path = tmp_path / "m.onnx"
     path.write_bytes(content)
-    one_line_error(capsys, ["inspect", str(path)], match)
+    argv = [command, str(path)] + (["-o", str(tmp_path / "q.onnx")] if command == "quantize" else [])
+    one_line_error(capsys, argv, f"{path}: {match}")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_run_with_a_text_file_as_model(capsys, tmp_path):
+    """The model is loaded before any output is opened: nothing is written next to the clip."""
+    clip = write_clip(tmp_path / "c.mp4", frames=2)
+    model = tmp_path / "x.onnx"
+    model.write_text("just some text\n")
+    out = tmp_path / "o.mp4"
+    line = one_line_error(capsys, ["run", "--source", str(clip), "--model", str(model), "--backend", "onnxruntime",
+                                   "--threads", "1", "-o", str(out), "--quiet"], "cannot load")
+    assert str(model) in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "x.onnx"]
+
+
+def _zero_frame_video(path):
+    """What an encoder leaves when it is closed before its first frame: a well-formed container
+    (mp4: ftyp, empty mdat and a moov without tracks; AVI: headers and an empty index)."""
+    fourcc = "mp4v" if path.suffix == ".mp4" else "MJPG"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25, (64, 48))
+    assert writer.isOpened()
+    writer.release()
+    assert path.stat().st_size > 0
+    return path
+
+
+@pytest.mark.parametrize("name, match", [("zero.mp4", "the video has no frames"), ("zero.avi", "the video has no frames"),
+                                         ("text.mp4", "cannot decode it as video (corrupt file or unsupported format)")])
+def test_run_on_a_video_without_frames_or_a_text_file(capsys, tmp_path, monkeypatch, name, match):
+    """A zero-frame video is told apart from a corrupt one (OpenCV fails on both alike); either way
+    the run stops before anything is written."""
+    monkeypatch.setitem(backends.BACKENDS, "fake", FakeBackend)
+    source = tmp_path / name
+    if name.startswith("zero"):
+        _zero_frame_video(source)
+    else:
+        source.write_text("just some text\n")
+    out = tmp_path / "out.mp4"
+    one_line_error(capsys, ["run", "--source", str(source), "--backend", "fake", "-o", str(out), "--quiet"],
+                   f"{source}: {match}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+@pytest.mark.parametrize("content", [b"", b"just some text\n"])
+def test_empty_or_text_checkpoint(capsys, tmp_path, photo, suffix, content):
+    checkpoint = tmp_path / f"weights{suffix}"
+    checkpoint.write_bytes(content)
+    kind = "PyTorch checkpoint" if suffix == ".pth" else "safetensors file"
+    one_line_error(capsys, ["dehaze", str(photo), "--checkpoint", str(checkpoint), "-o", str(tmp_path / "o.png")],
+                   f"{checkpoint}: not a readable {kind}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["photo.png", checkpoint.name])
 
 
 def test_folder_with_bad_files_skips_counts_and_exits_nonzero(capsys, tmp_path, photo):
