@@ -63,6 +63,8 @@ def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
                                   f"tensors and plain containers ({reason.split(' was not')[0][:160]})") from None
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         first = lines[0] if lines else type(exc).__name__
+        if first.isdigit():  # the legacy unpickler's bad magic number: text or other non-torch bytes
+            first = "neither a torch zip archive nor a pickle"
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first[:160]})") from None
     if isinstance(obj, Mapping) and "net_h2c" in obj:
         obj = obj["net_h2c"]

@@ -429,6 +429,8 @@ class OnnxRuntimeBackend(Backend):
                                                  provider_options=provider_options)
         except Exception as exc:  # InvalidProtobuf, Fail, NoSuchFile, EP init errors
             first = first_line(exc)
+            if "INVALID_PROTOBUF" in first:  # the words `nedr inspect` uses for the same file
+                first = f"not a readable ONNX file ({first[:160]})"
             raise BackendError(f"ONNX Runtime cannot load {self.model_path}: {first[:240]}") from None
         self.providers = self._session.get_providers()
         inputs = self._session.get_inputs()
