@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import numpy as np
+
+from nedr.fileio import write_text_atomic
 
 from .machine import cpu_info, load_average, versions
 from .timing import interleaved
@@ -67,7 +68,7 @@ def op_profile(path: Path, frame: np.ndarray, threads: int) -> dict[str, float]:
 def main(argv=None) -> int:
     from nedr.export.calibration import heldout_frames
     from nedr.export.quantize import DEFAULT_FRAMES, DEFAULT_METHOD, parse_size, quantize
-    from nedr.export.sensitivity import psnr_db
+    from nedr.metrics import psnr
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onnx", help="FP32 export (default: export the bundled demo weights)")
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     frame = heldout_frames(args.size, 1)[0]
     timing = interleaved_latency({"fp32": fp32, "int8": int8}, frame, args.threads, args.runs)
     fp32_ms, int8_ms = timing["ms"]["fp32"]["median"], timing["ms"]["int8"]["median"]
-    frame_psnr, _ = psnr_db([timing["outputs"]["int8"]], [timing["outputs"]["fp32"]])
+    frame_psnr = psnr(timing["outputs"]["int8"], timing["outputs"]["fp32"])
     speedup = fp32_ms / int8_ms
     profiles = {k: op_profile(p, frame, args.threads) for k, p in (("fp32", fp32), ("int8", int8))}
     result = {
@@ -126,9 +127,7 @@ def main(argv=None) -> int:
                 "back to back",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".partial")
-    tmp.write_text(json.dumps(result, indent=1, default=str))
-    os.replace(tmp, args.out)
+    write_text_atomic(args.out, json.dumps(result, indent=1, default=str))
     print(f"{args.size[0]}x{args.size[1]}, {args.threads} threads: FP32 {fp32_ms:.0f} ms, INT8 {int8_ms:.0f} ms "
           f"(x{speedup:.2f}), PSNR {report.psnr_db:.2f} dB held-out (goal x{GOAL_SPEEDUP:g} at {GOAL_PSNR_DB:g} dB: "
           f"{'met' if result['goal']['met'] else 'NOT met'}); wrote {args.out}")

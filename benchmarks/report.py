@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from nedr.fileio import atomic_write, write_text_atomic
 from nedr.runtime.frames import to_uint8
 
 from .suite import BenchResult
@@ -20,15 +20,6 @@ from .suite import BenchResult
 JSON_NAME, MD_NAME = "report.json", "report.md"
 LATENCY_PLOT, TRADEOFF_PLOT, GRID_NAME = "latency_vs_resolution.png", "accuracy_vs_speed.png", "grid.png"
 GRID_TILE_WIDTH = 320
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _num(value, digits: int = 1, unit: str = "") -> str:
@@ -169,7 +160,7 @@ def _plots(report: dict, out: Path) -> list[str]:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _atomic_write(out / LATENCY_PLOT, lambda p: fig.savefig(p, dpi=110, format="png"))
+    atomic_write(out / LATENCY_PLOT, lambda p: fig.savefig(p, dpi=110, format="png"), hidden=True)
     plt.close(fig)
     written.append(LATENCY_PLOT)
 
@@ -190,7 +181,7 @@ def _plots(report: dict, out: Path) -> list[str]:
         ax.set(xlabel=f"frames/s at {_hw(at)}", ylabel="PSNR vs PyTorch FP32 (dB)", title="Accuracy vs speed")
         ax.grid(True, alpha=0.3)
         fig.tight_layout()
-        _atomic_write(out / TRADEOFF_PLOT, lambda p: fig.savefig(p, dpi=110, format="png"))
+        atomic_write(out / TRADEOFF_PLOT, lambda p: fig.savefig(p, dpi=110, format="png"), hidden=True)
         plt.close(fig)
         written.append(TRADEOFF_PLOT)
     return written
@@ -253,11 +244,11 @@ def write_report(result: BenchResult, out: str | Path) -> dict[str, Path]:
             if not cv2.imwrite(str(p), image):
                 raise OSError(f"cannot write {p}")
 
-        _atomic_write(out / GRID_NAME, save)
+        atomic_write(out / GRID_NAME, save, hidden=True)
         grid = GRID_NAME
     report = dict(result.report, notes=notes, files={"markdown": MD_NAME, "plots": plots, "grid": grid})
-    _atomic_write(out / JSON_NAME, lambda p: p.write_text(json.dumps(report, indent=1, allow_nan=False)))
-    _atomic_write(out / MD_NAME, lambda p: p.write_text(render_markdown(report, plots, grid)))
+    write_text_atomic(out / JSON_NAME, json.dumps(report, indent=1, allow_nan=False), hidden=True)
+    write_text_atomic(out / MD_NAME, render_markdown(report, plots, grid), hidden=True)
     paths = {"json": out / JSON_NAME, "markdown": out / MD_NAME, "plots": [out / p for p in plots]}
     if grid:
         paths["grid"] = out / grid

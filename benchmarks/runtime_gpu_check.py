@@ -44,7 +44,9 @@ def step(report: dict, name: str, fn) -> None:
     try:
         report[name] = fn()
     except Exception as exc:  # noqa: BLE001
-        report[name] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+        from nedr.errors import first_line  # importable once main() has made the shim
+
+        report[name] = {"error": f"{type(exc).__name__}: {first_line(exc) if str(exc).strip() else ''}",
                         "trace": traceback.format_exc()[-1500:]}
     report[name + "_s"] = round(time.time() - t0, 1)
     print(f"[{name}] {json.dumps(report[name], default=str)[:1500]}", flush=True)

@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from nedr.errors import UserError
 from nedr.export.profiles import format_hw
-from nedr.export.sensitivity import psnr_db
 from nedr.export.artifacts import Artifact, ModelFiles, cache_dir
+from nedr.metrics import psnr, psnr_over_frames
 from nedr.runtime.backends import Backend
 from nedr.runtime.errors import BackendError
 from nedr.runtime.frames import from_batch, pad_hwc, padded_hw, to_batch, to_float
@@ -120,7 +120,7 @@ def compare(ref: np.ndarray, out: np.ndarray) -> dict[str, float | None]:
     from skimage.metrics import structural_similarity
 
     diff = np.abs(ref.astype(np.float64) - out.astype(np.float64))
-    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "psnr_db": _finite(psnr_db([out], [ref])[0]),
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "psnr_db": _finite(psnr(out, ref)),
             "ssim": float(structural_similarity(ref, out, channel_axis=-1, data_range=1.0))}
 
 
@@ -216,7 +216,7 @@ class Bench:
         for item in self.loaded:
             outs = self.outputs[item.key]
             per_frame = [compare(r, o) for r, o in zip(ref, outs)]
-            overall, worst = psnr_db(outs, ref)
+            overall, worst = psnr_over_frames(outs, ref)
             rows.append({"key": item.key, "label": item.candidate.label,
                          "max_abs": max(f["max_abs"] for f in per_frame),
                          "mean_abs": float(np.mean([f["mean_abs"] for f in per_frame])),

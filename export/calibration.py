@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from nedr.errors import UserError
+from nedr.fileio import write_text_atomic
 
 SYNTHETIC = "synthetic"  # the calibration source made from training photos with synthetic haze
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -235,13 +235,6 @@ def save_cached_ranges(path: Path, key: dict[str, Any], ranges, source: str) -> 
     """Write the cache atomically (temp file + rename)."""
     from onnxruntime.quantization.calibrate import CalibrationCacheEncoder
 
-    path = Path(path)
     text = json.dumps({"format": CACHE_FORMAT, "key": key, "source": source, "ranges": ranges},
                       cls=CalibrationCacheEncoder)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text_atomic(path, text)

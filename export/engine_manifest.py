@@ -26,7 +26,6 @@ Precision lives in the ONNX (docs/deployment.md), so the manifest reads it from 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nedr.errors import UserError
+from nedr.fileio import write_text_atomic
 
 from .metadata import file_sha256, load_onnx
 
@@ -266,14 +266,7 @@ def make_manifest(*, engine_path: str | Path, tensorrt_version: str, gpu_name: s
 
 def write_manifest(manifest: Mapping[str, Any], engine_path: str | Path) -> Path:
     """Write `ENGINE.json` atomically (temporary name, then rename)."""
-    path = manifest_path(engine_path)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_text_atomic(manifest_path(engine_path), json.dumps(manifest, indent=2, sort_keys=False) + "\n")
 
 
 def validate_manifest(manifest: Any, where: str = "manifest") -> dict[str, Any]:

@@ -41,6 +41,7 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from nedr.metrics import psnr
 from nedr.model.kan import KANLinear
 from nedr.model.network import NeDR
 
@@ -221,11 +222,11 @@ def half_twin(model: NeDR) -> NeDR:
 
 
 def _frame_check(size, ref: np.ndarray, out: np.ndarray) -> FrameCheck:
+    """Errors of `out` against `ref`, PSNR with Polygraphy's peak (the reference's maximum), as
+    `nedr.export.verify` reports the FP32 export."""
     diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
-    mse = float((diff ** 2).mean())
-    peak = max(float(ref.max()), 1e-12)
     return FrameCheck(tuple(size), float(diff.max()), float(diff.mean()),
-                      math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse))
+                      psnr(out, ref, peak=max(float(ref.max()), 1e-12)))
 
 
 @torch.no_grad()

@@ -30,7 +30,6 @@ import copy
 import hashlib
 import io
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -40,7 +39,7 @@ import torch
 from torch import nn
 
 from nedr.errors import first_line
-from nedr.fileio import output_problem
+from nedr.fileio import atomic_write, output_problem
 from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
 from nedr.model.physics import TOPK_MAX
 
@@ -111,16 +110,11 @@ def save_onnx_atomic(model: onnx.ModelProto, path: str | Path) -> Path:
     """Write one self-contained .onnx (no external-data sidecar) via a temporary name and a rename,
     so an interrupted or failed write never leaves a partial file under the final name."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
     try:
-        onnx.save_model(model, str(tmp), save_as_external_data=False)
-        os.replace(tmp, path)
+        return atomic_write(path, lambda tmp: onnx.save_model(model, str(tmp), save_as_external_data=False))
     except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
         raise ExportError(f"cannot write {path}: {reason}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:

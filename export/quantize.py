@@ -33,6 +33,7 @@ import numpy as np
 
 from nedr.errors import UserError, first_line
 from nedr.fileio import output_problem
+from nedr.metrics import psnr_over_frames
 
 from .calibration import SYNTHETIC
 from .metadata import META_PREFIX, ExportError, file_sha256, load_onnx, read_metadata
@@ -244,7 +245,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     """
     from .calibration import (CalibrationError, cache_key, calibration_frames, compute_ranges, heldout_frames,
                               load_cached_ranges, save_cached_ranges)
-    from .sensitivity import GatedModel, psnr_db
+    from .sensitivity import GatedModel
 
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     say = log or (lambda _msg: None)
@@ -317,7 +318,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     validation = heldout_frames(size, validation_frames)
     references = run_frames(_session(onnx_in, emulate=False), validation)
     outputs = run_frames(_session(int8, emulate), validation)
-    psnr, worst = psnr_db(outputs, references)
+    psnr, worst = psnr_over_frames(outputs, references)
     seconds["validate"] = time.perf_counter() - t
 
     float_layers: list[str] = []
@@ -332,7 +333,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
         # Score layers on the validation images that came out worst, at a reduced size (cheap);
         # measure the result at full size; if it falls short, raise the reduced-size goal by the
         # gap and go on (twice).
-        worst_first = np.argsort([psnr_db([o], [r])[0] for o, r in zip(outputs, references)])
+        worst_first = np.argsort([psnr_over_frames([o], [r])[0] for o, r in zip(outputs, references)])
         pick = sorted(int(i) for i in worst_first[:max(1, min(search_frames, len(validation)))])
         probe = [f for i, f in enumerate(heldout_frames(small, validation_frames)) if i in pick]
         probe_refs = run_frames(_session(onnx_in, emulate=False), probe)
@@ -344,7 +345,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
             steps += more
             if float_layers:
                 int8 = quantize_with_ranges(onnx_in, ranges, target, excluded + float_layers, reduce_range)
-                psnr, worst = psnr_db(run_frames(_session(int8, emulate), validation), references)
+                psnr, worst = psnr_over_frames(run_frames(_session(int8, emulate), validation), references)
                 say(f"  {len(float_layers)} layer(s) in float: {psnr:.2f} dB at {size[0]}x{size[1]} "
                     f"({probe_psnr:.2f} dB at {small[0]}x{small[1]})")
             if psnr >= target_psnr or len(float_layers) >= max_float_layers:
@@ -415,7 +416,6 @@ def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target,
     from modelopt.onnx.quantization import quantize as modelopt_quantize
 
     from .calibration import heldout_frames
-    from .sensitivity import psnr_db
 
     t = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nedr-modelopt-") as tmp:
@@ -432,7 +432,7 @@ def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target,
     seconds["quantize"] = time.perf_counter() - t
     validation = heldout_frames(size, validation_frames)
     references = run_frames(_session(onnx_in, emulate=False), validation)
-    psnr, worst = psnr_db(run_frames(_session(int8, True), validation), references)
+    psnr, worst = psnr_over_frames(run_frames(_session(int8, True), validation), references)
     info = {"target": target, "backend": "modelopt", "method": method, "size": list(size), "frames": len(calib_set),
             "calibration": calib_set.source, "psnr_vs_fp32_db": round(psnr, 3)}
     _save(int8, onnx_in, info, onnx_out)

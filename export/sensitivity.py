@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from nedr.metrics import psnr_over_frames
+
 from .graph import producers
 
 GATES = "nedr_gates"
@@ -37,16 +39,6 @@ def quantized_convs(model: onnx.ModelProto) -> list[str]:
         if src is not None and src.op_type == "DequantizeLinear":
             out.append(n.name)
     return out
-
-
-def psnr_db(outputs: list[np.ndarray], references: list[np.ndarray]) -> tuple[float, float]:
-    """(PSNR over all frames' pixels, worst single frame), peak 1 (J in [0, 1])."""
-    errs = [float(np.mean((o.astype(np.float64) - r.astype(np.float64)) ** 2)) for o, r in zip(outputs, references)]
-
-    def db(mse: float) -> float:
-        return float("inf") if mse <= 0 else 10.0 * np.log10(1.0 / mse)
-
-    return db(float(np.mean(errs))), min(db(e) for e in errs)
 
 
 class GatedModel:
@@ -116,7 +108,7 @@ class GatedModel:
         return [self.session.run([self.output_name], {self.input_name: f, GATES: gates})[0] for f in frames]
 
     def psnr(self, frames, references, float_layers=()) -> tuple[float, float]:
-        return psnr_db(self.run(frames, float_layers), references)
+        return psnr_over_frames(self.run(frames, float_layers), references)
 
 
 @dataclass

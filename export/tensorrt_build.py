@@ -28,7 +28,6 @@ atomically and the manifest beside it. `ProfilingVerbosity.DETAILED` is set so t
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from nedr.errors import UserError
+from nedr.errors import UserError, first_line
+from nedr.fileio import write_bytes_atomic
 
 from .engine_manifest import BuildOptions, format_version, make_manifest, onnx_precision, parse_version, write_manifest
 from .metadata import file_sha256
@@ -100,7 +100,7 @@ def load_tensorrt():
         raise TensorRTUnavailable(f"{MISSING_TENSORRT} (import tensorrt: {exc})") from None
     except OSError as exc:  # the bindings import but a shared library (libnvinfer, CUDA) does not load
         raise TensorRTUnavailable(f"TensorRT Python bindings found but a TensorRT/CUDA library failed to load: "
-                                  f"{str(exc).splitlines()[0]}") from None
+                                  f"{first_line(exc)}") from None
     if not hasattr(trt, "Builder") or not hasattr(trt, "__version__"):
         raise TensorRTUnavailable(f"{MISSING_TENSORRT} (the installed 'tensorrt' module has no bindings: "
                                   f"{getattr(trt, '__file__', '?')})")
@@ -286,16 +286,6 @@ def _load_timing_cache(config, path: Path | None, stream) -> Any:
     return cache
 
 
-def _write_atomic(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(memoryview(data))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def configure_dla(trt, builder, config, network, lane: Lane, profile: Profile, dla_core: int) -> dict[str, Any]:
     """Put the network on DLA core `dla_core` with GPU fallback; returns which layers fall back."""
     if lane.dla_unavailable:
@@ -388,9 +378,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Pro
     if plan is None:
         first = logger.errors[0].splitlines()[0] if logger.errors else "no error message (see the log above)"
         raise EngineBuildError(f"TensorRT could not build {engine_path.name}: {first}")
-    _write_atomic(engine_path, plan)
+    write_bytes_atomic(engine_path, plan)
     if cache_path is not None:
-        _write_atomic(cache_path, config.get_timing_cache().serialize())
+        write_bytes_atomic(cache_path, config.get_timing_cache().serialize())
 
     manifest = make_manifest(
         engine_path=engine_path, tensorrt_version=trt.__version__, gpu_name=gpu_name, compute_capability=cc,

@@ -20,6 +20,7 @@ import torch
 from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 
+from nedr.errors import first_line
 from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
 
 from .metadata import read_metadata
@@ -133,13 +134,13 @@ def check_model_file(path: str | Path) -> list[str]:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # ValidationError, InferenceError, protobuf decode errors
-        problems.append(f"onnx checker: {str(exc).strip().splitlines()[0][:300]}")
+        problems.append(f"onnx checker: {first_line(exc)[:300]}")
         return problems
     model = onnx.load_model(str(path))
     try:
         onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
-        problems.append(f"shape inference: {str(exc).strip().splitlines()[0][:300]}")
+        problems.append(f"shape inference: {first_line(exc)[:300]}")
     return problems + check_ops(model)
 
 

@@ -16,6 +16,7 @@ import torch
 
 from nedr.bundled import resolve_weights
 from nedr.errors import NedrError
+from nedr.fileio import atomic_write
 
 from .network import Architecture, NeDR
 
@@ -184,14 +185,8 @@ def save_checkpoint(model: NeDR, path: str | Path, *, config: Mapping[str, Any] 
     """
     from safetensors.torch import save_file
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        save_file(_portable_state(model, half), str(tmp), metadata=_metadata(model, config))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    state, metadata = _portable_state(model, half), _metadata(model, config)
+    return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
 
 def save_shards(model: NeDR, folder: str | Path, stem: str, *, config: Mapping[str, Any] | None = None,

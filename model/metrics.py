@@ -7,8 +7,9 @@ Conventions, fixed here so that every number this package prints means the same 
   (not truncation, which would bias every pixel down by half a grey level, ≈ −0.3 dB at 30 dB).
   The metric functions refuse other dtypes rather than guess whether a float array is in [0, 1]
   or [0, 255].
-* **PSNR** is scikit-image's `peak_signal_noise_ratio` with `data_range=255`, i.e. the MSE is
-  taken jointly over all three channels (not the luma-only PSNR some super-resolution code uses).
+* **PSNR** is `nedr.metrics.psnr` with peak 255, the same number as scikit-image's
+  `peak_signal_noise_ratio` with `data_range=255`, i.e. the MSE is taken jointly over all three
+  channels (not the luma-only PSNR some super-resolution code uses).
   Identical images give `math.inf` (the mathematically correct value, no arbitrary cap), so a
   mean over a set that contains a perfect reconstruction is also inf.
 * **SSIM** is scikit-image's `structural_similarity` with `channel_axis=-1, data_range=255` and its
@@ -24,10 +25,10 @@ Conventions, fixed here so that every number this package prints means the same 
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.metrics import structural_similarity
+
+from nedr.metrics import psnr as _psnr
 
 DATA_RANGE = 255
 SOTS_INDOOR_CROP = 10
@@ -80,10 +81,7 @@ def psnr(pred: np.ndarray, target: np.ndarray, crop: int = 0) -> float:
     20·log10(255) ≈ 48.13 dB.
     """
     _check_pair(pred, target)
-    pred, target = crop_border(pred, crop), crop_border(target, crop)
-    if np.array_equal(pred, target):
-        return math.inf  # skimage would also give inf, but via a divide-by-zero RuntimeWarning
-    return float(peak_signal_noise_ratio(target, pred, data_range=DATA_RANGE))
+    return _psnr(crop_border(pred, crop), crop_border(target, crop), peak=DATA_RANGE)
 
 
 def ssim(pred: np.ndarray, target: np.ndarray, crop: int = 0) -> float:

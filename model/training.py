@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from nedr.fileio import atomic_write
+
 from .checkpoint import load_checkpoint, save_checkpoint
 from .inference import pad_to_contract
 from .metrics import psnr, ssim, to_uint8
@@ -178,10 +180,7 @@ class Trainer:
     def save_state(self) -> Path:
         state = {"net_h2c": self.model.state_dict(), "objective": self.objective.state_dict(),
                  "step": self.step, "config": json.dumps(asdict(self.cfg))}
-        tmp = self.state_path.with_suffix(".partial")
-        torch.save(state, tmp)
-        tmp.replace(self.state_path)
-        return self.state_path
+        return atomic_write(self.state_path, lambda tmp: torch.save(state, tmp))
 
     def resume(self, path: str | Path | None = None) -> int:
         state = torch.load(path or self.state_path, map_location=self.device, weights_only=True)

@@ -22,6 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from nedr.fileio import partial_name
+
 from .errors import SinkError
 from .frames import side_by_side
 from .sources import IMAGE_SUFFIXES, opencv_has
@@ -101,7 +103,7 @@ class VideoFileSink(Sink):
         self.fps = float(fps) if fps and fps > 0 else 25.0
         self.fourcc = FOURCC[suffix]
         # same suffix, so OpenCV picks the same container; hidden and marked partial until close()
-        self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self.tmp = partial_name(self.path, hidden=True)
         self._writer = None
         self.size: tuple[int, int] | None = None
         self.resized = 0

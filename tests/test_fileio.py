@@ -54,3 +54,24 @@ def test_every_stage_error_is_a_nedr_error():
                          (RunError, RuntimeError), (BackendError, RuntimeError), (UserError, RuntimeError),
                          (ExportError, RuntimeError)]:
         assert issubclass(cls, NedrError) and issubclass(cls, builtin), cls
+
+
+def test_atomic_write_renames_into_place_and_cleans_up_on_failure(tmp_path):
+    from nedr.fileio import atomic_write, partial_name, write_bytes_atomic, write_text_atomic
+
+    target = tmp_path / "out.json"
+    assert write_text_atomic(target, "new") == target and target.read_text() == "new"
+    assert write_bytes_atomic(tmp_path / "e.engine", memoryview(b"\x01\x02")).read_bytes() == b"\x01\x02"
+
+    def fails(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    try:
+        atomic_write(target, fails)
+    except OSError:
+        pass
+    assert target.read_text() == "new"  # the old file stays whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.engine", "out.json"]  # no temporary file left
+    assert partial_name(target).name == "out.json.partial"
+    assert partial_name(tmp_path / "a.png", hidden=True).name == ".a.partial.png"  # suffix kept for OpenCV

@@ -73,3 +73,14 @@ def test_input_checks(pair):
         psnr(pred, target, crop=24)
     with pytest.raises(ValueError, match="7×7"):
         ssim(pred, target, crop=21)
+
+
+def test_shared_psnr_conventions():
+    """nedr.metrics is the one formula: peak 1 for J in [0, 1], pooled MSE over frames plus the worst."""
+    from nedr.metrics import psnr as shared_psnr, psnr_over_frames
+
+    ref = np.full((1, 3, 8, 8), 0.5, np.float32)
+    assert shared_psnr(ref + np.float32(0.01), ref) == pytest.approx(40.0, abs=1e-4)
+    overall, worst = psnr_over_frames([ref + np.float32(0.01), ref], [ref, ref])
+    assert overall == pytest.approx(10 * math.log10(2 / 0.01 ** 2), abs=1e-4) and worst == pytest.approx(40.0, abs=1e-4)
+    assert shared_psnr(ref, ref) == math.inf

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nedr.errors import UserError
+from nedr.errors import UserError, first_line
 
 HELP = "build a TensorRT engine from an ONNX file"
 MAX_OPT_LEVEL = 5
@@ -52,8 +52,7 @@ def _onnx_input(path: Path) -> tuple[list[str], dict[str, list]]:
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and others
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"{path}: not a readable ONNX file ({first[:160]})") from None
+        raise UserError(f"{path}: not a readable ONNX file ({first_line(exc)[:160]})") from None
     inits = {t.name for t in model.graph.initializer}
     shapes = {}
     for value in model.graph.input:

@@ -16,6 +16,7 @@ import cv2
 from tqdm import tqdm
 
 from nedr.errors import UserError
+from nedr.fileio import atomic_write
 
 from .common import add_device_option, add_model_options, load_model
 
@@ -49,13 +50,11 @@ def _prepare_folder(folder: Path) -> None:
 
 def _write(path: Path, rgb) -> None:
     """Write under a hidden temporary name, then rename: the final name only holds whole files."""
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
+    def write(tmp: Path) -> None:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
             raise UserError(f"cannot write {path} (OpenCV has no writer for {path.suffix!r} or the disk is full)")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, write, hidden=True)
 
 
 def _plan(files: list[Path], output: str | None) -> list[tuple[Path, Path]]:

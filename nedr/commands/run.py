@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 from pathlib import Path
 
 from nedr.errors import UserError
+from nedr.fileio import write_text_atomic
 
 HELP = "dehaze video (file, folder, camera, stream) in real time"
 DEFAULT_OUT = Path("nedr-output")
@@ -138,9 +138,7 @@ def _write_stats(path: str, summary: dict) -> None:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".partial")
-        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        os.replace(tmp, target)
+        write_text_atomic(target, json.dumps(summary, indent=2, default=str) + "\n")
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror}") from None
 
@@ -427,9 +425,6 @@ def _run_many(args: argparse.Namespace, specs: list[str], name: str, infer_size,
 
 
 def run(args: argparse.Namespace) -> int:
-    from nedr.runtime.errors import RunError
-
-    try:
-        return _run(args)
-    except RunError as exc:  # source/sink/backend problems: the user's to fix, one line
-        raise UserError(str(exc)) from exc
+    """`nedr run`. Source, sink and backend failures (RunError) are NedrErrors, which the CLI
+    reports as one line with exit code 2, so they pass through unwrapped."""
+    return _run(args)
