@@ -225,13 +225,21 @@ def resolve_backend_name(name: str | None, model: str | os.PathLike | None = Non
 
 
 def create_backend(name: str | None = "auto", model: str | os.PathLike | None = None, **options) -> Backend:
-    """A backend by name, not yet activated; `options` go to its constructor (threads, device, ...)."""
+    """A backend by name, not yet activated; `options` go to its constructor (threads, device, ...).
+
+    An option set to None counts as not given. An option the backend does not take is refused, not
+    dropped: `cuda_graph` with onnxruntime would otherwise run without the graph and say nothing."""
     concrete = resolve_backend_name(name, model)
     if is_bundled_name(model):
         model = resolve_weights(model)
     cls = BACKENDS[concrete]
     accepted = getattr(cls, "OPTIONS", ())
-    return cls(model=model, **{k: v for k, v in options.items() if k in accepted and v is not None})
+    given = {k: v for k, v in options.items() if v is not None}
+    refused = sorted(set(given) - set(accepted))
+    if refused:
+        raise BackendError(f"the {concrete} backend takes no {', '.join(refused)} option "
+                           f"(it takes: {', '.join(accepted) or 'none'})")
+    return cls(model=model, **given)
 
 
 # --------------------------------------------------------------------------- torch

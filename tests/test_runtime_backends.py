@@ -244,3 +244,11 @@ def test_model_file_kinds_are_checked(tmp_path):
         create_backend("torch", onnx_file).activate()
     ort = create_backend("onnxruntime", tmp_path / "weights.safetensors")
     assert ort.model_path is None and str(ort.checkpoint).endswith("weights.safetensors")  # exported on activate
+
+
+def test_an_option_the_backend_does_not_take_is_refused(tmp_path):
+    """--cuda-graph with onnxruntime used to be dropped silently; None still means 'not given'."""
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    with pytest.raises(BackendError, match=r"the onnxruntime backend takes no cuda_graph option \(it takes: threads"):
+        create_backend("onnxruntime", model, cuda_graph=True)
+    assert isinstance(create_backend("onnxruntime", model, cuda_graph=None, threads=1), OnnxRuntimeBackend)

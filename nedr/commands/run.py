@@ -229,10 +229,11 @@ def _source_specs(args: argparse.Namespace) -> list[str] | None:
 def _create_backend(args: argparse.Namespace, name: str):
     from nedr.runtime.backends import create_backend
 
-    return create_backend(name, args.model, device=args.device, threads=args.threads,
-                          cuda_graph=args.cuda_graph or None, url=args.url, triton_model=args.triton_model,
-                          precision=args.precision,
-                          timeout=args.timeout, max_retries=args.max_retries)
+    options = {"device": None if args.device == "auto" else args.device, "threads": args.threads,
+               "cuda_graph": args.cuda_graph or None, "precision": args.precision}
+    if name == "triton":  # --timeout and --max-retries also steer live sources; these go to the server client
+        options.update(url=args.url, triton_model=args.triton_model, timeout=args.timeout, max_retries=args.max_retries)
+    return create_backend(name, args.model, **options)
 
 
 def _note_stabilisation(args: argparse.Namespace, backend) -> None:
