@@ -138,7 +138,7 @@ def main(argv=None) -> None:
                        args.backend, args.model, args.threads, Path(work))
     record = {"machine": {"cpu": cpu_info(), "versions": versions(), "load_avg_at_start": start_load,
                           "load_avg_at_end": load_average()},
-              "note": "2 shared CPU cores, a training run and other jobs at the same time: absolute figures are "
+              "note": "2 shared CPU cores, other jobs possibly at the same time: absolute figures are "
                       "noisy; modes are interleaved in each round and each figure is the median over rounds",
               "command": "python -m nedr.benchmarks.multistream " + " ".join(sys.argv[1:] if argv is None else argv),
               **result}
