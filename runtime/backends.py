@@ -373,10 +373,11 @@ class OnnxRuntimeBackend(Backend):
     input and outputs go through IO binding (outputs allocated on the device, one copy back).
     """
 
-    OPTIONS = ("threads", "providers", "device_id", "checkpoint", "precision")
+    OPTIONS = ("threads", "providers", "device_id", "checkpoint", "precision", "spin")
 
     def __init__(self, model=None, threads: int | None = None, providers: list[str] | None = None,
-                 device_id: int = 0, checkpoint: str | None = None, precision: str | None = None) -> None:
+                 device_id: int = 0, checkpoint: str | None = None, precision: str | None = None,
+                 spin: bool = True) -> None:
         super().__init__()
         if model and Path(model).suffix.lower() in CHECKPOINT_SUFFIXES:  # a checkpoint: export it once, cached
             model, checkpoint = None, checkpoint or model
@@ -388,6 +389,9 @@ class OnnxRuntimeBackend(Backend):
         self.model_path = Path(model) if model else None
         self.checkpoint = checkpoint
         self.precision = precision or "fp32"
+        # spin=False: idle intra-op threads sleep instead of spinning for the next call, leaving the
+        # cores to the pipeline's decode, upsampling and encode threads between frames.
+        self.spin = bool(spin)
         self.threads = threads
         self.requested_providers = list(providers) if providers else list(ORT_PROVIDER_ORDER)
         self.device_id = int(device_id)
@@ -420,6 +424,8 @@ class OnnxRuntimeBackend(Backend):
         if self.threads:
             options.intra_op_num_threads = int(self.threads)
             options.inter_op_num_threads = 1
+        if not self.spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider_options = []
         for p in chosen:
             if p == "TensorrtExecutionProvider":
@@ -495,7 +501,7 @@ class OnnxRuntimeBackend(Backend):
             info["exported_from"] = self.exported_from
         if hasattr(self, "providers"):
             info.update(providers=self.providers, onnxruntime=self._ort.__version__, io_binding=self._gpu,
-                        threads=self.threads, outputs=self.output_names, static_hw=self.static_hw,
+                        threads=self.threads, spin=self.spin, outputs=self.output_names, static_hw=self.static_hw,
                         atmosphere=self.options_meta.get("atmosphere"), precision=self.options_meta.get("precision"),
                         fast_graph=self.fast_meta)
         return info

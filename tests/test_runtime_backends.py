@@ -252,3 +252,13 @@ def test_an_option_the_backend_does_not_take_is_refused(tmp_path):
     with pytest.raises(BackendError, match=r"the onnxruntime backend takes no cuda_graph option \(it takes: threads"):
         create_backend("onnxruntime", model, cuda_graph=True)
     assert isinstance(create_backend("onnxruntime", model, cuda_graph=None, threads=1), OnnxRuntimeBackend)
+
+
+def test_onnxruntime_without_spinning_gives_the_same_output(tmp_path):
+    """spin=False (what nedr run uses) only lets idle threads sleep: same numbers, said in describe()."""
+    model = tiny_onnx(tmp_path / "tiny.onnx")
+    x = np.random.default_rng(1).random((1, 3, 128, 160), dtype=np.float32)
+    with create_backend("onnxruntime", model, threads=2) as spinning, \
+            create_backend("onnxruntime", model, threads=2, spin=False) as sleeping:
+        assert np.array_equal(spinning.infer(x), sleeping.infer(x))
+        assert spinning.describe()["spin"] is True and sleeping.describe()["spin"] is False

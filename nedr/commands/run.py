@@ -231,6 +231,8 @@ def _create_backend(args: argparse.Namespace, name: str):
 
     options = {"device": None if args.device == "auto" else args.device, "threads": args.threads,
                "cuda_graph": args.cuda_graph or None, "precision": args.precision}
+    if name == "onnxruntime":  # idle inference threads sleep: decoding and upsampling share the cores
+        options["spin"] = False
     if name == "triton":  # --timeout and --max-retries also steer live sources; these go to the server client
         options.update(url=args.url, triton_model=args.triton_model, timeout=args.timeout, max_retries=args.max_retries)
     return create_backend(name, args.model, **options)
