@@ -3,7 +3,7 @@
 Names are imported on first use (PEP 562), so `import nedr.export.<module>` of a torch-free module
 (metadata, ops, inspection, the TensorRT build) does not pull in torch through this package.
 """
-from importlib import import_module
+from nedr.lazy import lazy_attributes
 
 _NAMES = {
     "ExportError": "metadata", "export_onnx": "onnx_export", "export_checkpoint": "onnx_export",
@@ -22,11 +22,4 @@ _NAMES = {
     "check_engine_here": "tensorrt_build",
 }
 __all__ = sorted(_NAMES)
-
-
-def __getattr__(name: str):
-    if name not in _NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{_NAMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _NAMES)
