@@ -14,17 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 from nedr.export.artifacts import Artifact, ModelFiles
-from nedr.runtime.backends import (Backend, OnnxRuntimeBackend, Output, TorchBackend, importable,
-                                   torch_cuda_available)
-from nedr.runtime.tensorrt_backend import TensorRTBackend, tensorrt_unavailable_reason
+from nedr.runtime.backends import TABLE, Backend, create_backend
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+BACKENDS = tuple(name for name, row in TABLE.items() if row.precisions)  # the backends with precisions to compare
+PRECISIONS = tuple(dict.fromkeys(p for row in TABLE.values() for p in row.precisions))
 REFERENCE_KEY = "torch-fp32"
 
 
@@ -56,11 +51,11 @@ class Environment:
     @classmethod
     def probe(cls) -> "Environment":
         providers = None
-        if importable("onnxruntime"):
+        if TABLE["onnxruntime"].probe() is None:
             import onnxruntime
 
             providers = list(onnxruntime.get_available_providers())
-        return cls(torch_cuda_available(), providers, tensorrt_unavailable_reason())
+        return cls(TABLE["torch"].gpu(), providers, TABLE["tensorrt"].probe())
 
     @property
     def ort_on_gpu(self) -> bool:
@@ -93,7 +88,7 @@ def plan(backends: list[str], precisions: list[str], env: Environment) -> tuple[
         if env.onnxruntime_providers is None:
             skip("ONNX Runtime", "not installed (pip install onnxruntime)")
         else:
-            run += [Candidate("onnxruntime", p) for p in PRECISIONS if p in precisions]
+            run += [Candidate("onnxruntime", p) for p in TABLE["onnxruntime"].precisions if p in precisions]
             if not env.ort_on_gpu:
                 skip("ONNX Runtime on a GPU (CUDA / TensorRT execution providers)",
                      "this onnxruntime build has only " + ", ".join(env.onnxruntime_providers)
@@ -102,52 +97,8 @@ def plan(backends: list[str], precisions: list[str], env: Environment) -> tuple[
         if env.tensorrt_reason:
             skip("TensorRT " + " / ".join(p.upper() for p in precisions), env.tensorrt_reason)
         else:
-            run += [Candidate("tensorrt", p) for p in PRECISIONS if p in precisions]
+            run += [Candidate("tensorrt", p) for p in TABLE["tensorrt"].precisions if p in precisions]
     return run, skipped
-
-
-
-# --------------------------------------------------------------------------- runnable backends
-
-class TorchCudaGraphBackend(TorchBackend):
-    """PyTorch FP16 channels_last, replayed from a CUDA graph captured once per input shape:
-    the whole network becomes one launch, which is what removes the CPU overhead at small sizes."""
-
-    def _activate(self) -> None:
-        super()._activate()
-        self._graphs: dict[tuple[int, ...], tuple[Any, Any, Any]] = {}
-
-    def _deactivate(self) -> None:
-        self._graphs = {}
-        super()._deactivate()
-
-    def _capture(self, shape: tuple[int, ...]):
-        torch = self._torch
-        # random, not zeros: a flat frame makes the guided filter's min-max normalisation 0/0
-        static_in = torch.rand(shape, device=self.device).to(self._dtype).contiguous(memory_format=torch.channels_last)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(3):  # cuDNN picks its kernels before capture, not during it
-                self._net.predict(static_in)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = self._net.predict(static_in)
-        return static_in, static_out, graph
-
-    def _infer(self, batch: np.ndarray) -> Output:
-        torch = self._torch
-        with torch.inference_mode():
-            if batch.shape not in self._graphs:
-                self._graphs[batch.shape] = self._capture(batch.shape)
-            static_in, out, graph = self._graphs[batch.shape]
-            static_in.copy_(torch.from_numpy(batch))
-            graph.replay()
-            j = out.clean.float().cpu().numpy()
-            t = out.transmission.float().cpu().numpy()
-            a = out.atmosphere.float().reshape(out.atmosphere.shape[0], 3).cpu().numpy()
-        return Output(j, t, a)
 
 
 def backend_for(candidate: Candidate, model: Path | None, *, cuda: bool, threads: int,
@@ -155,13 +106,13 @@ def backend_for(candidate: Candidate, model: Path | None, *, cuda: bool, threads
     """The (not yet activated) runtime backend for `candidate` running `model` (None: torch from
     `checkpoint`)."""
     if candidate.backend == "torch":
-        cls = TorchCudaGraphBackend if candidate.variant == "cuda_graph" else TorchBackend
-        return cls(model=checkpoint, device="cuda" if cuda else "cpu", threads=threads,
-                   half=candidate.precision == "fp16",
-                   channels_last=candidate.variant in ("channels_last", "cuda_graph"))
+        return create_backend("torch", checkpoint, device="cuda" if cuda else "cpu", threads=threads,
+                              half=candidate.precision == "fp16",
+                              channels_last=candidate.variant in ("channels_last", "cuda_graph"),
+                              cuda_graph=candidate.variant == "cuda_graph")
     if candidate.backend == "onnxruntime":
-        return OnnxRuntimeBackend(model=model, threads=threads)
-    return TensorRTBackend(model=model)
+        return create_backend("onnxruntime", model, threads=threads)
+    return create_backend("tensorrt", model)
 
 
 def model_file(candidate: Candidate, files: ModelFiles, env: Environment, engine_profile=None) -> Artifact | None:

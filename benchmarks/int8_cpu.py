@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nedr.export.ort_session import ort_session
 from nedr.fileio import write_text_atomic
 
 from .machine import cpu_info, load_average, versions
@@ -29,12 +30,7 @@ DEFAULT_OUT = Path("benchmarks/results/cpu/int8_vs_fp32.json")
 
 def interleaved_latency(paths: dict[str, Path], frame: np.ndarray, threads: int, runs: int, warmup: int = 1) -> dict:
     """Median/min/max ms per session, timed round-robin on the same frame."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    sessions = {k: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    sessions = {k: ort_session(p, threads=threads) for k, p in paths.items()}
     outputs = {k: s.run(None, {"hazy": frame})[0] for k, s in sessions.items()}  # the first warm-up round
     timings = interleaved({k: (lambda s=s: s.run(None, {"hazy": frame})) for k, s in sessions.items()},
                           warmup=max(0, warmup - 1), min_iters=runs, max_iters=runs, min_seconds=0)
@@ -47,13 +43,8 @@ def op_profile(path: Path, frame: np.ndarray, threads: int) -> dict[str, float]:
     import collections
     import tempfile
 
-    import onnxruntime as ort
-
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "prof")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort_session(path, threads=threads, profile_prefix=str(Path(tmp) / "prof"))
         session.run(None, {"hazy": frame})
         session.run(None, {"hazy": frame})
         events = json.loads(Path(session.end_profiling()).read_text())

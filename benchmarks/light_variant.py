@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nedr.export.ort_session import ort_session
 from nedr.fileio import write_text_atomic
 
 from .machine import cpu_info, load_average, versions
@@ -34,15 +35,6 @@ DEFAULT_OUT = Path("benchmarks/results/cpu/light_variant.json")
 CLIP_HW = (360, 640)
 HELDOUT = (200, 250)  # bikes.mp4 frames not in nedr.model.samples.training_samples
 SPEED_HW = (480, 640)
-
-
-def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def bench_speed(threads: int, runs: int) -> dict:
@@ -56,7 +48,7 @@ def bench_speed(threads: int, runs: int) -> dict:
     paths = {"nedr fp32": files["nedr"].fp32().path, "nedr-s fp32": files["nedr-s"].fp32().path,
              "nedr-s int8": files["nedr-s"].int8("cpu").path}
     frame = np.random.default_rng(0).random((1, 3, *SPEED_HW), dtype=np.float32)
-    sessions = {k: _session(p, threads) for k, p in paths.items()}
+    sessions = {k: ort_session(p, threads=threads) for k, p in paths.items()}
     timings = interleaved({k: (lambda s=s: s.run(None, {"hazy": frame})) for k, s in sessions.items()},
                           warmup=1, min_iters=runs, max_iters=runs, min_seconds=0)
     ms = {k: t.percentile(50) for k, t in timings.items()}

@@ -123,8 +123,9 @@ def conv_peak_gmac_s(threads: int, seconds: float = 1.5) -> dict:
     import time
 
     import numpy as np
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
+
+    from nedr.export.ort_session import ort_session
 
     c, k, (h, w) = PEAK_CONV["channels"], PEAK_CONV["kernel"], PEAK_CONV["hw"]
     rng = np.random.default_rng(0)
@@ -134,10 +135,7 @@ def conv_peak_gmac_s(threads: int, seconds: float = 1.5) -> dict:
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, h, w])], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = min(model.ir_version, 9)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort_session(model, threads=threads)
     x = rng.standard_normal((1, c, h, w)).astype(np.float32)
     gmac = c * c * k * k * h * w / 1e9
     session.run(None, {"x": x})  # warm-up: kernel selection, packing

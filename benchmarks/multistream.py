@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from nedr.runtime.backends import Backend, create_backend
-from nedr.runtime.frames import parse_size
+from nedr.runtime.frames import parse_wxh
 from nedr.runtime.multistream import MultiStreamPipeline, Stream
 from nedr.runtime.pipeline import FrameProcessor, Pipeline, RunConfig
 from nedr.runtime.sinks import NullSink, VideoFileSink
@@ -134,7 +134,7 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     start_load = load_average()
     with tempfile.TemporaryDirectory(prefix="nedr-multistream-") as work:
-        result = bench([int(n) for n in args.streams.split(",")], args.frames, parse_size(args.size), args.rounds,
+        result = bench([int(n) for n in args.streams.split(",")], args.frames, parse_wxh(args.size), args.rounds,
                        args.backend, args.model, args.threads, Path(work))
     record = {"machine": {"cpu": cpu_info(), "versions": versions(), "load_avg_at_start": start_load,
                           "load_avg_at_end": load_average()},

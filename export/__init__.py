@@ -13,7 +13,7 @@ _NAMES = {
     "convert_fp16": "fp16", "fp16_agreement": "fp16", "fp32_islands": "islands", "FP16Report": "fp16",
     "inspect_onnx": "inspection", "format_inspection": "inspection",
     "Profile": "profiles", "ProfileError": "profiles", "make_profile": "profiles", "static_profile": "profiles",
-    "parse_hw": "profiles", "fits": "profiles", "padded_size": "profiles",
+    "parse_hw": "profiles", "fits": "profiles",
     "ManifestError": "engine_manifest", "EngineMismatchError": "engine_manifest", "BuildOptions": "engine_manifest",
     "load_manifest": "engine_manifest", "check_manifest": "engine_manifest", "require_compatible": "engine_manifest",
     "rebuild_command": "engine_manifest", "onnx_precision": "engine_manifest", "detect_precision": "engine_manifest",

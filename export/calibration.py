@@ -136,7 +136,8 @@ def video_frames(path: Path, size: tuple[int, int], count: int) -> FrameSet:
 
 def calibration_frames(source: str | Path, size: tuple[int, int], count: int) -> FrameSet:
     """Frames from `source`: "synthetic", an image folder, a video file or a single image."""
-    from nedr.model.imageio import IMAGE_EXTENSIONS, DataError, read_image
+    from nedr.contract import IMAGE_SUFFIXES
+    from nedr.model.imageio import DataError, read_image
 
     if count < 1:
         raise CalibrationError(f"need at least 1 calibration frame, got {count}")
@@ -147,7 +148,7 @@ def calibration_frames(source: str | Path, size: tuple[int, int], count: int) ->
         raise CalibrationError(f"calibration source not found: {path} (give 'synthetic', an image folder or a video)")
     if path.is_dir():
         return folder_frames(path, size, count)
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
+    if path.suffix.lower() in IMAGE_SUFFIXES:
         try:
             frames = [fit_frame(read_image(path), size)]
         except DataError as exc:

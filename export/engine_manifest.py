@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from nedr.contract import INPUT_NAME, META_OPTIONS, META_PREFIX
 from nedr.errors import UserError
 from nedr.fileio import write_text_atomic
 
@@ -149,7 +150,7 @@ def onnx_precision(model: Any) -> dict[str, Any]:
         precision = "fp32"
     claimed = None
     for prop in model.metadata_props:
-        if prop.key == "nedr.options":
+        if prop.key == META_PREFIX + META_OPTIONS:
             try:
                 claimed = json.loads(prop.value).get("precision")
             except (ValueError, AttributeError):
@@ -252,7 +253,7 @@ def make_manifest(*, engine_path: str | Path, tensorrt_version: str, gpu_name: s
                 **({"board": str(board).strip()} if board else {})},
         "precision": precision.pop("precision"),
         "precision_detail": precision,
-        "profile": {"input": profile.get("input", "hazy"), **{k: profile[k] for k in ("min", "opt", "max")}},
+        "profile": {"input": profile.get("input", INPUT_NAME), **{k: profile[k] for k in ("min", "opt", "max")}},
         "onnx": {"path": str(onnx_path), "sha256": onnx_sha256},
         "build_options": options.to_dict(),
         "version_compatible": bool(options.version_compatible),
@@ -376,7 +377,7 @@ def format_manifest(manifest: Mapping[str, Any]) -> str:
         f"gpu: {gpu['name']}  (compute capability {gpu['compute_capability']})"
         + (f", board {gpu['board']}" if gpu.get("board") else ""),
         f"precision: {manifest['precision']}" + (f"  ({'; '.join(extra)})" if extra else ""),
-        f"profile: {prof.get('input', 'hazy')} " + (f"static {prof['opt']}" if static else
+        f"profile: {prof.get('input', INPUT_NAME)} " + (f"static {prof['opt']}" if static else
                                                      f"min {prof['min']}, opt {prof['opt']}, max {prof['max']}"),
         f"onnx: {manifest['onnx']['path']}  sha256 {manifest['onnx']['sha256']}",
     ]

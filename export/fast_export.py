@@ -16,13 +16,12 @@ from typing import Any, Mapping
 
 import torch
 
+from nedr.contract import META_FAST, META_PREFIX
 from nedr.model.fast import DEFAULT_EPS, DEFAULT_RADIUS, FastNeDR
 from nedr.model.network import NeDR
 
-from .onnx_export import (DEFAULT_OPSET, META_PREFIX, SUPPORTED_OPSETS, ExportError, _check_destination,
-                          _check_size, input_contract, output_names, save_onnx_atomic, stamp, trace_checked)
-
-FAST_META = "fast"
+from .onnx_export import (DEFAULT_OPSET, SUPPORTED_OPSETS, ExportError, _check_destination, _check_size,
+                          input_contract, output_names, save_onnx_atomic, stamp, trace_checked)
 
 
 def export_fast_onnx(model: NeDR, path: str | Path, infer_hw: tuple[int, int], *, opset: int = DEFAULT_OPSET,
@@ -45,8 +44,8 @@ def export_fast_onnx(model: NeDR, path: str | Path, infer_hw: tuple[int, int], *
     stamp(graph, net, {"dynamic_axes": True, "static_size": None}, with_transmission, opset, contract, metadata,
           doc=(f"NeDR fast mode: hazy N×3×H×W RGB [0,1] (any H, W) → clean at H×W; network at {h}×{w}, "
                "guided local-affine upsampling"),
-          extra_props={f"{META_PREFIX}{FAST_META}": json.dumps({"infer_hw": [h, w], "radius": radius, "eps": eps})})
+          extra_props={META_PREFIX + META_FAST: json.dumps({"infer_hw": [h, w], "radius": radius, "eps": eps})})
     return save_onnx_atomic(graph, path)
 
 
-__all__ = ["export_fast_onnx", "FAST_META"]
+__all__ = ["export_fast_onnx"]

@@ -41,14 +41,16 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from nedr.contract import INPUT_NAME, META_OPTIONS, META_PREFIX, META_SOURCE_ONNX_SHA256, OUTPUT_CLEAN
 from nedr.metrics import psnr
 from nedr.model.kan import KANLinear
 from nedr.model.network import NeDR
 
-from .metadata import META_PREFIX, file_sha256, read_metadata
+from .metadata import file_sha256, read_metadata
 from .graph import producers
 from .islands import fp32_islands
-from .onnx_export import INPUT_NAME, OUTPUT_CLEAN, ExportError, save_onnx_atomic
+from .onnx_export import ExportError, save_onnx_atomic
+from .ort_session import ort_session
 from .verify import FrameCheck, check_sizes, model_as_exported, sample_frames
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16"}
@@ -133,7 +135,7 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, *, model: NeDR | Non
     if not onnx_in.is_file():
         raise ExportError(f"{onnx_in}: no such ONNX file")
     meta = read_metadata(onnx_in)
-    options = meta.get("options", {})
+    options = meta.get(META_OPTIONS, {})
     if options.get("precision", "fp32") != "fp32":
         raise ExportError(f"{onnx_in}: already {options['precision']}; convert the FP32 export")
     fp32 = onnx.load_model(str(onnx_in))
@@ -159,8 +161,8 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, *, model: NeDR | Non
 
     options.update(precision="fp16", fp32_islands={k: len(v) for k, v in islands.items()})
     props = {p.key: p.value for p in fp16.metadata_props}
-    props[f"{META_PREFIX}options"] = json.dumps(options)
-    props[f"{META_PREFIX}source_onnx_sha256"] = file_sha256(onnx_in)
+    props[META_PREFIX + META_OPTIONS] = json.dumps(options)
+    props[META_PREFIX + META_SOURCE_ONNX_SHA256] = file_sha256(onnx_in)
     del fp16.metadata_props[:]
     onnx.helper.set_model_props(fp16, props)
     save_onnx_atomic(fp16, onnx_out)
@@ -236,11 +238,7 @@ def fp16_agreement(model: NeDR, frames: list[np.ndarray], onnx_fp16: str | Path 
     and the same FP32 islands, ONNX Runtime CPU on `onnx_fp16` if given, else [])."""
     fp32 = copy.deepcopy(model).float().cpu().eval()
     half = half_twin(fp32)
-    session = None
-    if onnx_fp16 is not None:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(str(onnx_fp16), providers=["CPUExecutionProvider"])
+    session = ort_session(onnx_fp16) if onnx_fp16 is not None else None
     emulated, ort_cpu = [], []
     for frame in frames:
         x = torch.from_numpy(frame)

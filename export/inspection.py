@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from nedr.contract import META_OPTIONS
+
 from .metadata import load_onnx, read_metadata
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -67,7 +69,7 @@ def format_inspection(info: dict[str, Any]) -> str:
         return "×".join(str(d) for d in s)
 
     meta = dict(info["metadata"])
-    options = meta.pop("options", {})
+    options = meta.pop(META_OPTIONS, {})
     lines = [
         f"{info['path']}  ({info['file_bytes'] / 1e6:.1f} MB, IR {info['ir_version']}, "
         f"opset {', '.join(f'{d} {v}' for d, v in info['opsets'].items())}, by {info['producer'] or '?'})",

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nedr.contract import META_PREFIX
 from nedr.errors import UserError
-
-META_PREFIX = "nedr."
 
 
 def file_sha256(path: str | Path) -> str:

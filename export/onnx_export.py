@@ -38,17 +38,17 @@ import onnx
 import torch
 from torch import nn
 
+from nedr.contract import (INPUT_NAME, META_CHECKPOINT, META_CHECKPOINT_SHA256, META_INPUT, META_OPTIONS, META_PREFIX,
+                           META_VERSION, META_WEIGHTS_SHA256, MIN_SIZE, OUTPUT_CLEAN, OUTPUT_TRANSMISSION, PAD_MULTIPLE,
+                           meets_contract)
 from nedr.errors import first_line
 from nedr.fileio import atomic_write, output_problem
-from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
+from nedr.model.network import NeDR
 from nedr.model.physics import TOPK_MAX
 
-from .metadata import META_PREFIX, ExportError, encode_value, file_sha256
+from .metadata import ExportError, encode_value, file_sha256
 from .ops import check_ops
 
-INPUT_NAME = "hazy"
-OUTPUT_CLEAN = "clean"
-OUTPUT_TRANSMISSION = "transmission"
 DEFAULT_OPSET = 17
 SUPPORTED_OPSETS = range(17, 21)  # the TorchScript exporter's upper bound is 20; TensorRT 10.x parses 9–20+
 TRACE_SIZE = (MIN_SIZE, MIN_SIZE + PAD_MULTIPLE)  # non-square, so an H/W mix-up cannot hide
@@ -93,7 +93,7 @@ def input_contract() -> dict[str, Any]:
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     h, w = (int(s) for s in size)
-    if h % PAD_MULTIPLE or w % PAD_MULTIPLE or min(h, w) < MIN_SIZE:
+    if not meets_contract(h, w):
         raise ExportError(f"static_size {h}×{w} breaks the network contract: H and W must be multiples of "
                           f"{PAD_MULTIPLE} and >= {MIN_SIZE}")
     return h, w
@@ -172,11 +172,11 @@ def stamp(graph: onnx.ModelProto, net: NeDR, options: Mapping[str, Any], with_tr
             "precision": "fp32"}
     extra = dict(metadata or {})
     props = {
-        f"{META_PREFIX}version": __version__,
-        f"{META_PREFIX}checkpoint_sha256": str(extra.pop("checkpoint_sha256", "")),
-        f"{META_PREFIX}weights_sha256": weights_sha256(net),
-        f"{META_PREFIX}options": json.dumps(full),
-        f"{META_PREFIX}input": json.dumps(contract),
+        META_PREFIX + META_VERSION: __version__,
+        META_PREFIX + META_CHECKPOINT_SHA256: str(extra.pop(META_CHECKPOINT_SHA256, "")),
+        META_PREFIX + META_WEIGHTS_SHA256: weights_sha256(net),
+        META_PREFIX + META_OPTIONS: json.dumps(full),
+        META_PREFIX + META_INPUT: json.dumps(contract),
         **(extra_props or {}),
     }
     for key, value in extra.items():
@@ -235,8 +235,8 @@ def export_checkpoint(checkpoint: str | Path, path: str | Path, *, atmosphere: s
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     metadata = dict(metadata or {})
-    metadata.setdefault("checkpoint", checkpoint.name)
-    metadata.setdefault("checkpoint_sha256", file_sha256(checkpoint))
+    metadata.setdefault(META_CHECKPOINT, checkpoint.name)
+    metadata.setdefault(META_CHECKPOINT_SHA256, file_sha256(checkpoint))
     if model.config:
         metadata.setdefault("checkpoint_config", model.config)
     if caught:

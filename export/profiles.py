@@ -13,21 +13,15 @@ Batch is 1: the toolkit streams video frame by frame.
 """
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 
+from nedr import contract
+from nedr.contract import MIN_SIZE, PAD_MULTIPLE, padded_hw
 from nedr.errors import UserError
-
-PAD_MULTIPLE = 32  # mirrors nedr.model.network.PAD_MULTIPLE (not imported: that module needs torch)
-MIN_SIDE = 128     # mirrors nedr.model.network.MIN_SIZE
-INPUT_NAME = "hazy"
 
 DEFAULT_MIN = (256, 256)
 DEFAULT_OPT = (736, 1280)   # 720p after the x32 pad (720 is not a multiple of 32)
 DEFAULT_MAX = (1088, 1920)
-
-_HW = re.compile(r"^\s*(\d+)\s*[xX×,]\s*(\d+)\s*$")
 
 
 class ProfileError(UserError, ValueError):
@@ -39,30 +33,23 @@ def format_hw(hw: tuple[int, int]) -> str:
 
 
 def parse_hw(text: str, *, what: str = "size") -> tuple[int, int]:
-    """'736x1280' (also 'X', '×' or ',') → (736, 1280): height first, like the tensor's H×W."""
-    m = _HW.match(str(text))
-    if not m:
-        raise ProfileError(f"{what} {text!r} is not HxW (height x width), e.g. 736x1280")
-    h, w = int(m.group(1)), int(m.group(2))
-    return check_hw((h, w), what=what)
+    """`nedr.contract.parse_hw`, then `check_hw`: a profile bound must be a size the network takes as it is."""
+    try:
+        hw = contract.parse_hw(text)
+    except ValueError:
+        raise ProfileError(f"{what} {text!r} is not HxW (height x width), e.g. 736x1280") from None
+    return check_hw(hw, what=what)
 
 
 def check_hw(hw: tuple[int, int], *, what: str = "size") -> tuple[int, int]:
     """The size unchanged when it meets the contract, else a ProfileError saying the nearest valid one."""
     h, w = (int(v) for v in hw)
-    if min(h, w) < MIN_SIDE:
-        raise ProfileError(f"{what} {h}x{w}: each side must be >= {MIN_SIDE}")
+    if min(h, w) < MIN_SIZE:
+        raise ProfileError(f"{what} {h}x{w}: each side must be >= {MIN_SIZE}")
     if h % PAD_MULTIPLE or w % PAD_MULTIPLE:
         raise ProfileError(f"{what} {h}x{w}: height and width must be multiples of {PAD_MULTIPLE} "
-                           f"(try {format_hw(padded_size(h, w))})")
+                           f"(try {format_hw(padded_hw(h, w))})")
     return h, w
-
-
-def padded_size(height: int, width: int) -> tuple[int, int]:
-    """The size a frame is padded to before inference: up to a multiple of 32, at least 128."""
-    def pad(v: int) -> int:
-        return max(MIN_SIDE, math.ceil(int(v) / PAD_MULTIPLE) * PAD_MULTIPLE)
-    return pad(height), pad(width)
 
 
 @dataclass(frozen=True)
@@ -139,7 +126,7 @@ def static_profile(hw: str | tuple[int, int]) -> Profile:
 
 def fit_problem(profile: Profile, frame_h: int, frame_w: int) -> str | None:
     """Why a frame of this size cannot run on an engine with `profile`, or None when it can."""
-    ph, pw = padded_size(frame_h, frame_w)
+    ph, pw = padded_hw(frame_h, frame_w)
     lo, hi = profile.min, profile.max
     if lo[0] <= ph <= hi[0] and lo[1] <= pw <= hi[1]:
         return None

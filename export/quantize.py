@@ -31,12 +31,15 @@ from typing import Callable
 
 import numpy as np
 
+from nedr.contract import (INPUT_NAME, META_OPTIONS, META_PREFIX, META_SOURCE_ONNX_SHA256, MIN_SIZE, PAD_MULTIPLE,
+                           meets_contract, parse_hw)
 from nedr.errors import UserError, first_line
 from nedr.fileio import output_problem
 from nedr.metrics import psnr_over_frames
 
 from .calibration import SYNTHETIC
-from .metadata import META_PREFIX, ExportError, file_sha256, load_onnx, read_metadata
+from .metadata import ExportError, file_sha256, load_onnx, read_metadata
+from .ort_session import ort_session
 from .qdq import (CALIBRATED_OP_TYPES, OP_TYPES, TARGETS, QuantizeError, qdq_nodes, quantization_settings,
                   quantize_with_ranges, stem_convs, zero_points)
 from .sensitivity import MAX_FLOAT_LAYERS, MAX_SEARCH_EVALS, SearchStep, search_float_layers
@@ -45,7 +48,6 @@ from .sensitivity import MAX_FLOAT_LAYERS, MAX_SEARCH_EVALS, SearchStep, search_
 # building the CLI's parser, which reads the defaults below, stays cheap.
 
 METHODS = ("entropy", "minmax", "percentile")
-INPUT_NAME = "hazy"  # nedr.export.onnx_export.INPUT_NAME (that module imports torch)
 DEFAULT_SIZE = (480, 640)
 DEFAULT_FRAMES = 16
 DEFAULT_METHOD = "minmax"
@@ -53,27 +55,22 @@ DEFAULT_VALIDATION_FRAMES = 4
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """"480x640" (H×W) → (480, 640)."""
+    """`nedr.contract.parse_hw` with a QuantizeError, the error `nedr quantize --size` and `nedr bench` report."""
     try:
-        h, w = (int(v) for v in str(text).lower().replace("×", "x").split("x"))
+        return parse_hw(text)
     except ValueError:
         raise QuantizeError(f"size {text!r}: write it as HxW, e.g. 480x640") from None
-    return h, w
 
 
 def default_search_size(size: tuple[int, int], longest: int = 256) -> tuple[int, int]:
     """`size` scaled down so its longer side is at most `longest`, on the network contract."""
-    from nedr.model.network import MIN_SIZE, PAD_MULTIPLE
-
     scale = min(1.0, longest / max(size))
     return tuple(max(MIN_SIZE, int(round(s * scale / PAD_MULTIPLE)) * PAD_MULTIPLE) for s in size)
 
 
 def _check_size(size) -> tuple[int, int]:
-    from nedr.model.network import MIN_SIZE, PAD_MULTIPLE
-
     h, w = (int(s) for s in size)
-    if h % PAD_MULTIPLE or w % PAD_MULTIPLE or min(h, w) < MIN_SIZE:
+    if not meets_contract(h, w):
         raise QuantizeError(f"size {h}x{w} breaks the network contract: H and W must be multiples of "
                             f"{PAD_MULTIPLE} and >= {MIN_SIZE}")
     return h, w
@@ -148,7 +145,7 @@ def _load_fp32(onnx_in: Path) -> onnx.ModelProto:
     if [i.name for i in inputs] != [INPUT_NAME]:
         raise QuantizeError(f"{onnx_in}: expected one input named {INPUT_NAME!r} (a NeDR export), found "
                             f"{[i.name for i in inputs] or 'none'}")
-    precision = read_metadata(model).get("options", {}).get("precision", "fp32")
+    precision = read_metadata(model).get(META_OPTIONS, {}).get("precision", "fp32")
     if precision != "fp32":
         raise QuantizeError(f"{onnx_in}: already {precision}; quantize the FP32 export")
     elem = inputs[0].type.tensor_type.elem_type
@@ -172,19 +169,6 @@ def _check_destination(onnx_in: Path, onnx_out: Path) -> None:
         raise QuantizeError(problem)
 
 
-def _session(model: onnx.ModelProto | Path, emulate: bool, threads: int | None = None):
-    import onnx
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if emulate:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
 def run_frames(session, frames: list[np.ndarray]) -> list[np.ndarray]:
     name, out = session.get_inputs()[0].name, session.get_outputs()[0].name
     return [session.run([out], {name: f})[0] for f in frames]
@@ -200,10 +184,10 @@ def _metadata(model: onnx.ModelProto, source: Path, info: dict) -> None:
     import onnx
 
     props = {p.key: p.value for p in model.metadata_props}
-    options = read_metadata(model).get("options", {})
+    options = read_metadata(model).get(META_OPTIONS, {})
     options.update(precision="int8-qdq", int8=info)
-    props[f"{META_PREFIX}options"] = json.dumps(options)
-    props[f"{META_PREFIX}source_onnx_sha256"] = file_sha256(source)
+    props[META_PREFIX + META_OPTIONS] = json.dumps(options)
+    props[META_PREFIX + META_SOURCE_ONNX_SHA256] = file_sha256(source)
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, props)
 
@@ -316,8 +300,8 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     t = time.perf_counter()
     emulate = target == "tensorrt"
     validation = heldout_frames(size, validation_frames)
-    references = run_frames(_session(onnx_in, emulate=False), validation)
-    outputs = run_frames(_session(int8, emulate), validation)
+    references = run_frames(ort_session(onnx_in), validation)
+    outputs = run_frames(ort_session(int8, optimize=not emulate), validation)
     psnr, worst = psnr_over_frames(outputs, references)
     seconds["validate"] = time.perf_counter() - t
 
@@ -336,7 +320,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
         worst_first = np.argsort([psnr_over_frames([o], [r])[0] for o, r in zip(outputs, references)])
         pick = sorted(int(i) for i in worst_first[:max(1, min(search_frames, len(validation)))])
         probe = [f for i, f in enumerate(heldout_frames(small, validation_frames)) if i in pick]
-        probe_refs = run_frames(_session(onnx_in, emulate=False), probe)
+        probe_refs = run_frames(ort_session(onnx_in), probe)
         goal = target_psnr
         say(f"  scoring layers on the {len(probe)} worst held-out frame(s), at {small[0]}x{small[1]}")
         for _ in range(3):
@@ -345,7 +329,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
             steps += more
             if float_layers:
                 int8 = quantize_with_ranges(onnx_in, ranges, target, excluded + float_layers, reduce_range)
-                psnr, worst = psnr_over_frames(run_frames(_session(int8, emulate), validation), references)
+                psnr, worst = psnr_over_frames(run_frames(ort_session(int8, optimize=not emulate), validation), references)
                 say(f"  {len(float_layers)} layer(s) in float: {psnr:.2f} dB at {size[0]}x{size[1]} "
                     f"({probe_psnr:.2f} dB at {small[0]}x{small[1]})")
             if psnr >= target_psnr or len(float_layers) >= max_float_layers:
@@ -431,8 +415,8 @@ def _quantize_modelopt(onnx_in, onnx_out, fp32, calib_set, method, size, target,
         int8 = onnx.load_model(str(out))
     seconds["quantize"] = time.perf_counter() - t
     validation = heldout_frames(size, validation_frames)
-    references = run_frames(_session(onnx_in, emulate=False), validation)
-    psnr, worst = psnr_over_frames(run_frames(_session(int8, True), validation), references)
+    references = run_frames(ort_session(onnx_in), validation)
+    psnr, worst = psnr_over_frames(run_frames(ort_session(int8, optimize=False), validation), references)
     info = {"target": target, "backend": "modelopt", "method": method, "size": list(size), "frames": len(calib_set),
             "calibration": calib_set.source, "psnr_vs_fp32_db": round(psnr, 3)}
     _save(int8, onnx_in, info, onnx_out)

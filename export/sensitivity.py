@@ -24,6 +24,7 @@ from onnx import TensorProto, helper, numpy_helper
 from nedr.metrics import psnr_over_frames
 
 from .graph import producers
+from .ort_session import ort_session
 
 GATES = "nedr_gates"
 MAX_FLOAT_LAYERS = 24
@@ -44,9 +45,7 @@ def quantized_convs(model: onnx.ModelProto) -> list[str]:
 class GatedModel:
     """A Q/DQ model whose quantized Convs can be switched back to float per run (module docstring)."""
 
-    def __init__(self, qdq: onnx.ModelProto, fp32: onnx.ModelProto, threads: int | None = None, level=None):
-        import onnxruntime as ort
-
+    def __init__(self, qdq: onnx.ModelProto, fp32: onnx.ModelProto, threads: int | None = None):
         model = onnx.ModelProto()
         model.CopyFrom(qdq)
         graph = model.graph
@@ -93,11 +92,7 @@ class GatedModel:
         graph.node.extend(ordered)
         del graph.value_info[:]
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = level if level is not None else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        self.session = ort_session(model, threads=threads, optimize=False)  # Q/DQ emulated (module docstring)
         self.input_name = next(i.name for i in self.session.get_inputs() if i.name != GATES)
         self.output_name = self.session.get_outputs()[0].name
 

@@ -37,12 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from nedr.contract import INPUT_NAME
 from nedr.errors import UserError, first_line
 from nedr.fileio import write_bytes_atomic
 
 from .engine_manifest import BuildOptions, format_version, make_manifest, onnx_precision, parse_version, write_manifest
 from .metadata import file_sha256
-from .profiles import INPUT_NAME, Profile, format_hw
+from .profiles import Profile, format_hw
 
 MISSING_TENSORRT = ("TensorRT Python bindings not installed: pip install tensorrt-cu12 (x86) "
                     "or use JetPack's python3-libnvinfer (Jetson)")

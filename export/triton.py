@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from nedr.contract import (ENGINE_SUFFIXES, INPUT_NAME, META_CHECKPOINT, META_CHECKPOINT_SHA256, META_OPTIONS,
+                           OUTPUT_CLEAN, OUTPUT_TRANSMISSION)
 from nedr.errors import UserError, first_line
 
 from .metadata import file_sha256
@@ -127,8 +129,8 @@ def trt_profile_shapes(input_name: str, max_batch: int) -> dict[str, str]:
 
 
 def triton_config(*, name: str = DEFAULT_NAME, platform: str = PLATFORM_ONNX,
-                  inputs: Sequence[TensorSpec] = (TensorSpec("hazy"),),
-                  outputs: Sequence[TensorSpec] = (TensorSpec("clean"),),
+                  inputs: Sequence[TensorSpec] = (TensorSpec(INPUT_NAME),),
+                  outputs: Sequence[TensorSpec] = (TensorSpec(OUTPUT_CLEAN),),
                   max_batch_size: int = DEFAULT_MAX_BATCH, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US,
                   instance: str = "gpu", instance_count: int = 1, tensorrt: str | None = None,
                   tensorrt_params: dict[str, str] | None = None, comment: str | None = None) -> str:
@@ -295,9 +297,9 @@ def _describe_onnx(model) -> str | None:
     meta = read_metadata(model)
     if not meta:
         return None
-    options = meta.get("options") if isinstance(meta.get("options"), dict) else {}
-    parts = [f"checkpoint {meta['checkpoint']}" if meta.get("checkpoint") else None,
-             f"checkpoint sha256 {str(meta['checkpoint_sha256'])[:16]}" if meta.get("checkpoint_sha256") else None,
+    options = meta.get(META_OPTIONS) if isinstance(meta.get(META_OPTIONS), dict) else {}
+    parts = [f"checkpoint {meta[META_CHECKPOINT]}" if meta.get(META_CHECKPOINT) else None,
+             f"checkpoint sha256 {str(meta[META_CHECKPOINT_SHA256])[:16]}" if meta.get(META_CHECKPOINT_SHA256) else None,
              f"precision {options['precision']}" if options.get("precision") else None,
              f"atmosphere {options['atmosphere']}" if options.get("atmosphere") else None,
              f"guided filter {'on' if options.get('guided_filter') else 'off'}" if "guided_filter" in options else None]
@@ -314,10 +316,10 @@ def default_io(with_transmission: bool, static_hw: tuple[int, int] | None = None
     """nedr's export contract when no graph can be read: hazy → clean (+ transmission)."""
     h, w = static_hw if static_hw else (-1, -1)
     batch = 1 if static_hw else -1
-    outputs = [TensorSpec("clean", dims=(batch, 3, h, w))]
+    outputs = [TensorSpec(OUTPUT_CLEAN, dims=(batch, 3, h, w))]
     if with_transmission:
-        outputs.append(TensorSpec("transmission", dims=(batch, 1, h, w)))
-    return [TensorSpec("hazy", dims=(batch, 3, h, w))], outputs
+        outputs.append(TensorSpec(OUTPUT_TRANSMISSION, dims=(batch, 1, h, w)))
+    return [TensorSpec(INPUT_NAME, dims=(batch, 3, h, w))], outputs
 
 
 def _find_engine_onnx(engine: Path, manifest: dict) -> tuple[Path | None, str]:
@@ -413,7 +415,7 @@ def write_repository(repo: str | Path, source: str | Path, *, name: str = DEFAUL
         raise TritonError(f"{source}: no such file")
     notes: list[str] = []
     graph = None
-    is_engine = source.suffix.lower() in (".engine", ".plan", ".trt") if engine is None else bool(engine)
+    is_engine = source.suffix.lower() in ENGINE_SUFFIXES if engine is None else bool(engine)
     platform = PLATFORM_PLAN if is_engine else PLATFORM_ONNX
     batch_cap = None
     manifest_file = None

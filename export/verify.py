@@ -20,11 +20,12 @@ import torch
 from polygraphy.backend.base import BaseRunner
 from polygraphy.common import TensorMetadata
 
+from nedr.contract import INPUT_NAME, META_OPTIONS, MIN_SIZE, PAD_MULTIPLE, meets_contract
 from nedr.errors import first_line
-from nedr.model.network import MIN_SIZE, PAD_MULTIPLE, NeDR
+from nedr.model.network import NeDR
 
 from .metadata import read_metadata
-from .onnx_export import INPUT_NAME, ExportableNeDR, ExportError
+from .onnx_export import ExportableNeDR, ExportError
 from .ops import check_ops
 
 DEFAULT_SIZES = ((256, 256), (480, 640))
@@ -50,7 +51,7 @@ def sample_frames(sizes=DEFAULT_SIZES, seed: int = 0) -> list[np.ndarray]:
 
 def check_sizes(sizes) -> list[tuple[int, int]]:
     out = [(int(h), int(w)) for h, w in sizes]
-    bad = [f"{h}×{w}" for h, w in out if h % PAD_MULTIPLE or w % PAD_MULTIPLE or min(h, w) < MIN_SIZE]
+    bad = [f"{h}×{w}" for h, w in out if not meets_contract(h, w)]
     if bad:
         raise ValueError(f"sizes {', '.join(bad)} break the network contract (multiples of {PAD_MULTIPLE}, >= {MIN_SIZE})")
     return out
@@ -59,7 +60,7 @@ def check_sizes(sizes) -> list[tuple[int, int]]:
 def model_as_exported(model: NeDR, onnx_path: str | Path) -> tuple[NeDR, bool]:
     """A copy of `model` set to the options baked into the file (atmosphere, guided filter), and
     whether the file outputs t too, so PyTorch computes exactly what the graph computes."""
-    options = read_metadata(onnx_path).get("options", {})
+    options = read_metadata(onnx_path).get(META_OPTIONS, {})
     twin = copy.deepcopy(model).float().cpu().eval()
     twin.atmosphere = options.get("atmosphere", twin.atmosphere)
     twin.guided_filter = options.get("guided_filter", twin.guided_filter)
@@ -186,7 +187,7 @@ def verify_onnx(path: str | Path, model: NeDR, sizes=None, atol: float = 1e-3, *
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"{path}: no such ONNX file")
-    static = read_metadata(path).get("options", {}).get("static_size")
+    static = read_metadata(path).get(META_OPTIONS, {}).get("static_size")
     if sizes is None:
         sizes = [tuple(static)] if static else DEFAULT_SIZES
     sizes = check_sizes(sizes)

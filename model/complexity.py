@@ -30,7 +30,8 @@ def _reference_gmac(arch, guided_filter: bool) -> float:
 
 def gmac_per_frame(height: int, width: int, arch=None, guided_filter: bool = True) -> float:
     """GMAC of one network call at H×W (padded to the contract first, as `dehaze()` does)."""
-    from .inference import padded_size
+    from nedr.contract import padded_size
+
     from .network import PUBLIC
 
     h, w = padded_size(height), padded_size(width)

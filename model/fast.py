@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .network import MIN_SIZE, PAD_MULTIPLE, NeDR
+from nedr.contract import MIN_SIZE, PAD_MULTIPLE, meets_contract
+
+from .network import NeDR
 from .physics import box_mean, window_count
 
 DEFAULT_RADIUS = 2
@@ -55,7 +57,7 @@ class FastNeDR(nn.Module):
                  with_transmission: bool = False) -> None:
         super().__init__()
         h, w = (int(v) for v in infer_hw)
-        if h % PAD_MULTIPLE or w % PAD_MULTIPLE or min(h, w) < MIN_SIZE:
+        if not meets_contract(h, w):
             raise ValueError(f"fast-mode size {h}×{w} breaks the network contract (multiples of {PAD_MULTIPLE}, "
                              f">= {MIN_SIZE})")
         self.model, self.infer_hw = model, (h, w)

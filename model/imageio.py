@@ -6,9 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nedr.contract import IMAGE_SUFFIXES
 from nedr.errors import NedrError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class DataError(NedrError, ValueError):
@@ -27,9 +26,9 @@ def list_images(folder: str | Path, role: str = "image") -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"{role} folder is not a directory: {folder}")
     files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DataError(f"{role} folder has no images ({'/'.join(IMAGE_EXTENSIONS)}): {folder}")
+        raise DataError(f"{role} folder has no images ({'/'.join(IMAGE_SUFFIXES)}): {folder}")
     return files
 
 

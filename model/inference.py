@@ -15,7 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .network import MIN_SIZE, PAD_MULTIPLE, NeDR
+from nedr.contract import padded_size
+
+from .network import NeDR
 
 MIN_IMAGE_SIZE = 16
 LARGE_SIDE = 768  # long side above which the network runs smaller
@@ -28,11 +30,6 @@ def network_size_for(height: int, width: int, max_side: int | None = LARGE_SIDE)
         return None
     scale = min(NETWORK_SIDE, max_side) / max(height, width)
     return max(MIN_IMAGE_SIZE, round(height * scale)), max(MIN_IMAGE_SIZE, round(width * scale))
-
-
-def padded_size(size: int) -> int:
-    """The next multiple of 32 that is at least 128."""
-    return max(MIN_SIZE, -(-size // PAD_MULTIPLE) * PAD_MULTIPLE)
 
 
 def pad_to_contract(x: torch.Tensor) -> torch.Tensor:

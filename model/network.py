@@ -8,6 +8,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from nedr.contract import MIN_SIZE, PAD_MULTIPLE, meets_contract
+
 from .backbone import EfficientNetLite3Trunk
 from .decoder import DREM, IDRM, PUBLIC_FEATURES, Scratch
 from .kan import KANCID
@@ -15,8 +17,6 @@ from .physics import ATMOSPHERE_MODES, GF_RADIUS, atmospheric_light, guided_filt
 
 T_MIN, T_MAX = 0.05, 0.95
 BETA_MIN, BETA_MAX = 0.6, 1.8
-PAD_MULTIPLE = 32
-MIN_SIZE = 128
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def _check_network_input(x: torch.Tensor) -> None:
     h, w = x.shape[-2:]
     if torch.jit.is_tracing() or torch.compiler.is_compiling():
         return
-    if h % PAD_MULTIPLE or w % PAD_MULTIPLE or min(h, w) < MIN_SIZE:
+    if not meets_contract(h, w):
         raise ValueError(
             f"NeDR needs H and W to be multiples of {PAD_MULTIPLE} and >= {MIN_SIZE}, got {h}×{w}; "
             "use nedr.model.dehaze() to pad and crop automatically"

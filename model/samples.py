@@ -84,16 +84,18 @@ def folder_samples(folders: list[str | Path], max_side: int = MAX_SOURCE_SIDE) -
     Images larger than `max_side` are shrunk once here: training crops from rescaled images
     anyway, and a folder of 4K wallpapers would otherwise hold gigabytes in every data worker.
     """
-    from .imageio import DataError, IMAGE_EXTENSIONS, read_image
+    from nedr.contract import IMAGE_SUFFIXES
+
+    from .imageio import DataError, read_image
 
     samples = []
     for folder in map(Path, folders):
         if not folder.is_dir():
             raise DataError(f"training sources folder not found: {folder}")
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                       and p.suffix.lower() in IMAGE_EXTENSIONS)
+                       and p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise DataError(f"training sources folder has no images ({'/'.join(IMAGE_EXTENSIONS)}): {folder}")
+            raise DataError(f"training sources folder has no images ({'/'.join(IMAGE_SUFFIXES)}): {folder}")
         for path in files:
             image = read_image(path)
             scale = max_side / max(image.shape[:2])

@@ -6,28 +6,11 @@ least 128. Frames are padded right/bottom (reflect where the frame is large enou
 """
 from __future__ import annotations
 
-import re
-
 import cv2
 import numpy as np
 
-PAD_MULTIPLE = 32  # mirrors nedr.model.network.PAD_MULTIPLE (not imported: that module needs torch)
-MIN_SIZE = 128     # mirrors nedr.model.network.MIN_SIZE
-
-_WXH = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
-
-
-def padded_size(size: int) -> int:
-    """The next multiple of 32 that is at least 128."""
-    return max(MIN_SIZE, -(-int(size) // PAD_MULTIPLE) * PAD_MULTIPLE)
-
-
-def padded_hw(h: int, w: int) -> tuple[int, int]:
-    return padded_size(h), padded_size(w)
-
-
-def meets_contract(h: int, w: int) -> bool:
-    return h % PAD_MULTIPLE == 0 and w % PAD_MULTIPLE == 0 and min(h, w) >= MIN_SIZE
+# MIN_SIZE, PAD_MULTIPLE, meets_contract: re-exported only because runtime.backends imports them from here.
+from nedr.contract import MIN_SIZE, PAD_MULTIPLE, meets_contract, padded_hw, parse_hw  # noqa: F401
 
 
 def pad_hwc(image: np.ndarray, target: tuple[int, int] | None = None) -> np.ndarray:
@@ -95,12 +78,22 @@ def to_rgb8(frame: np.ndarray, order: str = "bgr") -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB if channels == 4 else cv2.COLOR_BGR2RGB)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'640x360' → (640, 360) as (width, height)."""
-    m = _WXH.match(str(text))
-    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-        raise ValueError(f"expected a size WIDTHxHEIGHT such as 640x360, got {text!r}")
-    return int(m.group(1)), int(m.group(2))
+def parse_wxh(text: str) -> tuple[int, int]:
+    """Width-first size text → (width, height), for the two options that have always read WxH.
+
+    `nedr run --infer-size` (and the multistream benchmark's --size) predate the HxW order of every
+    other size option; they keep reading width first so existing command lines mean the same size.
+    The text goes through the one parser, `nedr.contract.parse_hw`, whose (first, second) numbers
+    are here (width, height): the swap below is the whole conversion.
+    """
+    problem = f"expected a size WIDTHxHEIGHT such as 640x360, got {text!r}"
+    try:
+        height, width = parse_hw(text)[::-1]
+    except ValueError:
+        raise ValueError(problem) from None
+    if min(height, width) < 1:
+        raise ValueError(problem)
+    return width, height
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray, labels: tuple[str, str] | None = ("hazy", "dehazed")) -> np.ndarray:

@@ -21,11 +21,14 @@ So live sources keep newest-frame semantics per stream (a lane holds at most one
 lose no frame, and one stream failing (an unreadable file, a camera gone for good) ends that
 stream's pipeline, finalises its output and leaves the others running. Stop signals are
 handled here once and passed to every pipeline; a second one exits at once without partial files.
+
+Like `Pipeline`, a `MultiStreamPipeline` owns the streams it is given: each stream's pipeline closes
+its source and sinks however it ends, and the multi-stream pipeline as a context manager closes the
+streams that never got one (a failure while setting up), each exactly once.
 """
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
 import time
 import traceback
@@ -39,8 +42,12 @@ from nedr.errors import first_line
 
 from .backends import Backend, Output
 from .errors import BackendError, RunError
-from .pipeline import STOP_SIGNALS, Pipeline, RunConfig, StageTimes, _handlers, exit_discarding
+from .frame_math import RunConfig
+from .pipeline import Pipeline, close_all
+from .sinks import Sink, as_sink
 from .sources import Source
+from .stop_signals import ALL_STOP_SIGNALS, exit_discarding, signal_handlers
+from .summary import StageTimes
 
 DEFAULT_MAX_WAIT = 0.005  # s the batcher, once free, may wait for the other streams' frames
 
@@ -243,13 +250,25 @@ def _slice(out: Output, offset: int, n: int) -> Output:
 
 @dataclass
 class Stream:
-    """One input of a multi-stream run: a name (the source as given), its opened source and sinks;
-    or `error`, when it could not be opened (reported as a failed stream, the others still run)."""
+    """One input of a multi-stream run: a name (the source as given), its opened source and sinks
+    (any callable, as for `Pipeline`); or `error`, when it could not be opened (reported as a failed
+    stream, the others still run)."""
 
     name: str
     source: Source | None = None
-    sinks: list[Callable] = field(default_factory=list)
+    sinks: list[Sink] = field(default_factory=list)
     error: str | None = None
+    closed: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sinks = [as_sink(s) for s in self.sinks]
+
+    def close(self) -> None:
+        """Close the sinks and the source, once, for a stream that never ran (its pipeline closes it
+        otherwise); close errors are dropped, as the run that would have reported them never began."""
+        if not self.closed:
+            self.closed = True
+            close_all(self.source, self.sinks)
 
 
 @dataclass
@@ -292,7 +311,7 @@ class MultiStreamPipeline:
                 try:
                     stack.enter_context(self.backend)
                 except BaseException:
-                    self._close_unstarted()
+                    self.close()
                     raise
             self.batcher = Batcher(self.backend, self.max_batch, self.max_wait)
             threads = []
@@ -304,7 +323,7 @@ class MultiStreamPipeline:
                                           on_frame=self._frame_callback(index))
                 threads.append(threading.Thread(target=self._run_stream, args=(state,), name=f"nedr-stream-{index}",
                                                 daemon=True))
-            with _handlers((signal.SIGINT, *STOP_SIGNALS), self._on_signal):
+            with signal_handlers(ALL_STOP_SIGNALS, self._on_signal):
                 for thread in threads:
                     thread.start()
                 self.batcher.serve()
@@ -342,14 +361,22 @@ class MultiStreamPipeline:
             if state.pipeline is not None:
                 state.pipeline.request_stop(signum)
 
-    def _close_unstarted(self) -> None:
+    # ------------------------------------------------------------------ ownership
+    def close(self) -> None:
+        """Close every stream that is still open, once: those that never ran (their pipelines close
+        the others as they end). Close errors are dropped: no run is left to report them in."""
         for state in self.states:
-            for sink in state.stream.sinks:
+            if state.pipeline is None:
+                state.stream.close()
+            else:
                 with contextlib.suppress(Exception):
-                    sink.close()
-            if state.stream.source is not None:
-                with contextlib.suppress(Exception):
-                    state.stream.source.close()
+                    state.pipeline.close()
+
+    def __enter__(self) -> "MultiStreamPipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .frames import MIN_SIZE, PAD_MULTIPLE, padded_hw
+from nedr.contract import MIN_SIZE, PAD_MULTIPLE, padded_hw
 
 # Share of the frame period the network may take: decoding, fast-mode upsampling and encoding run in
 # other threads, but on a small CPU they share its cores with inference.

@@ -9,6 +9,7 @@
 * `DisplaySink`: an OpenCV window (`--display`); needs an OpenCV build with a GUI. Pressing q or
   Esc stops the run (raises `StopRun`). The pipeline calls it from the main thread.
 * `NullSink`: discards frames (timing runs).
+* `FunctionSink`: any callable `fn(hazy, dehazed, index)` as a sink (`as_sink` wraps what is not a Sink).
 
 `compare=True` writes hazy | dehazed side by side instead of the dehazed frame alone.
 """
@@ -17,19 +18,20 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 
+from nedr.contract import IMAGE_SUFFIXES
 from nedr.fileio import partial_name
 
 from .errors import SinkError
 from .frames import side_by_side
-from .sources import IMAGE_SUFFIXES, opencv_has
+from .sources import opencv_has
 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
-VIDEO_SUFFIXES = tuple(FOURCC)
+WRITABLE_VIDEO_SUFFIXES = tuple(FOURCC)  # what a sink can write; nedr.contract.VIDEO_SUFFIXES is what a source reads
 NO_GUI = ("--display needs OpenCV with a GUI backend, and this OpenCV ({version}) has none (opencv-python-headless, "
           "the default here, is GUI-less): pip uninstall opencv-python-headless && pip install opencv-python, or use "
           "the system OpenCV; or write a file with -o instead")
@@ -44,6 +46,9 @@ def compose(hazy: np.ndarray, dehazed: np.ndarray, compare: bool) -> np.ndarray:
 
 
 class Sink:
+    """Base: what the pipeline calls every sink by (call, `close`, `discard`, `describe`), so it needs
+    no probing; a plain function becomes one through `as_sink`."""
+
     main_thread = False  # True: the pipeline calls it from the main thread (GUI toolkits need that)
     kind = "sink"
 
@@ -61,6 +66,10 @@ class Sink:
     def close(self) -> None:
         pass
 
+    def discard(self) -> None:
+        """Drop whatever is unfinished instead of finishing it (a forced stop); a sink that leaves no
+        file behind has nothing to drop."""
+
     def __enter__(self) -> "Sink":
         return self
 
@@ -76,6 +85,33 @@ class NullSink(Sink):
 
     def write(self, rgb, index) -> None:
         pass
+
+
+class FunctionSink(Sink):
+    """Any callable `fn(hazy, dehazed, index)` as a sink (a test recorder, a caller's own output).
+    It runs on the writer thread; a callable object with a `close()` (one that holds a file) is
+    closed with the run, as a Sink would be."""
+
+    def __init__(self, fn: Callable[[np.ndarray, np.ndarray, int], None]) -> None:
+        super().__init__()
+        self.fn = fn
+        self.name = getattr(fn, "__name__", type(fn).__name__)
+
+    def __call__(self, hazy: np.ndarray, dehazed: np.ndarray, index: int) -> None:
+        self.fn(hazy, dehazed, index)
+
+    def close(self) -> None:
+        close = getattr(self.fn, "close", None)  # the one place a foreign sink is asked what it has
+        if close is not None:
+            close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"sink": self.name}
+
+
+def as_sink(sink: Sink | Callable[[np.ndarray, np.ndarray, int], None]) -> Sink:
+    """`sink` itself when it is a Sink, else the callable wrapped as one."""
+    return sink if isinstance(sink, Sink) else FunctionSink(sink)
 
 
 def _check_parent(path: Path) -> None:
@@ -96,7 +132,7 @@ class VideoFileSink(Sink):
         self.path = Path(path)
         suffix = self.path.suffix.lower()
         if suffix not in FOURCC:
-            raise SinkError(f"{self.path}: unsupported video type {suffix!r}; use {', '.join(VIDEO_SUFFIXES)}")
+            raise SinkError(f"{self.path}: unsupported video type {suffix!r}; use {', '.join(WRITABLE_VIDEO_SUFFIXES)}")
         if self.path.is_dir():
             raise SinkError(f"{self.path} is a folder; give a file name such as {self.path / 'out.mp4'}")
         _check_parent(self.path)
@@ -262,16 +298,16 @@ def open_sink(output: str | Path | None, *, fps: float, compare: bool = False, s
     path = Path(output).expanduser()
     suffix = path.suffix.lower()
     if segment is not None and suffix not in FOURCC:
-        raise SinkError(f"--segment needs a video output ({', '.join(VIDEO_SUFFIXES)}), got {path}")
+        raise SinkError(f"--segment needs a video output ({', '.join(WRITABLE_VIDEO_SUFFIXES)}), got {path}")
     if suffix in FOURCC:
         return SegmentedVideoSink(path, fps, segment, compare) if segment is not None else VideoFileSink(path, fps, compare)
     if path.is_dir() or not suffix:
         return ImageFolderSink(path, compare)
-    raise SinkError(f"{path}: cannot tell what to write from {suffix!r}; use a video name ({', '.join(VIDEO_SUFFIXES)}) "
-                    "or a folder for images")
+    raise SinkError(f"{path}: cannot tell what to write from {suffix!r}; use a video name "
+                    f"({', '.join(WRITABLE_VIDEO_SUFFIXES)}) or a folder for images")
 
 
-class RealTimeSink:
+class RealTimeSink(Sink):
     """A live source's video file in real time. The file has a fixed frame rate (the stream's), but
     a live source delivers what the pipeline keeps up with (12 of 25 fps, say), so writing each frame
     once would make a 10-minute capture a 5-minute video. Instead each frame is held until the next
@@ -280,9 +316,9 @@ class RealTimeSink:
     is left out (the video jumps) rather than filled with a frozen frame for its whole length."""
 
     MAX_FILL_S = 10.0
-    main_thread = False
 
-    def __init__(self, sink, capture_time) -> None:
+    def __init__(self, sink: Sink, capture_time: Callable[[int], float | None] | None) -> None:
+        super().__init__()  # the inner sink composes the frames (compare or not)
         self.inner, self.capture_time = sink, capture_time
         self.fps = float(sink.fps)
         self.frames_in = self.slots = self.repeated = self.dropped = 0
@@ -324,9 +360,7 @@ class RealTimeSink:
 
     def discard(self) -> None:
         self._held = None
-        discard = getattr(self.inner, "discard", None)
-        if discard:
-            discard()
+        self.inner.discard()
 
     def describe(self) -> dict:
         paced = {"fps": self.fps, "frames_in": self.frames_in, "repeated": self.repeated, "dropped": self.dropped,

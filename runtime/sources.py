@@ -37,11 +37,11 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 
+from nedr.contract import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
 from .errors import SourceError
 from .frames import to_rgb8
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".exr", ".jp2"}
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".y4m"}
 LIVE_SCHEMES = {"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt", "rtp"}
 DEFAULT_FPS = 25.0
 DEFAULT_TIMEOUT = 10.0  # seconds: a live source's open, each read, and the "no frame" stall notice
@@ -173,7 +173,11 @@ def _fps(cap) -> float:
 
 
 class Source:
-    """Base: an iterable of Frames and a context manager (`close()` releases the device/file)."""
+    """Base: an iterable of Frames and a context manager (`close()` releases the device/file).
+
+    A subclass implements `__iter__`; `read()` hands out the same frames one call at a time, so a
+    consumer takes frames the same way from every source, live or not.
+    """
 
     live = False
     kind = "source"
@@ -184,9 +188,22 @@ class Source:
         self.frame_count: int | None = None
         self.dropped = 0
         self.frames_read = 0
+        self._frames: Iterator[Frame] | None = None  # what read() takes from
 
     def __iter__(self) -> Iterator[Frame]:
         raise NotImplementedError
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The next frame; None once the source has ended. A file's frames are at hand, so `timeout`
+        (how long a live source may wait for one) does not apply here."""
+        if self._frames is None:
+            self._frames = iter(self)
+        return next(self._frames, None)
+
+    def capture_time(self, index: int) -> float | None:
+        """When frame `index` was captured (time.perf_counter()), for sinks that keep real time; None
+        where the source keeps no such clock (a file's frames are read, not captured)."""
+        return None
 
     def close(self) -> None:
         pass
@@ -622,8 +639,10 @@ class LiveSource(Source):
                 self.log(f"nedr: {self.name}: stream lost (a read blocked for {now - reading[1]:.0f} s)"
                          + ("; reconnecting" if self.reconnect else ""))
 
-    def latest(self, timeout: float | None = None) -> Frame | None:
-        """The newest frame not yet taken (waits for one); None when the source has ended."""
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not yet taken, waiting for one at most `timeout` seconds (None: until one
+        comes); None when the source has ended or the wait ran out. Frames grabbed in between and
+        never taken are skipped (counted in `dropped`), so latency never builds up."""
         self.start()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
@@ -644,6 +663,10 @@ class LiveSource(Source):
         self.frames_read += 1
         return Frame(seq, to_rgb8(raw, self.order), stamp)
 
+    def latest(self, timeout: float | None = None) -> Frame | None:
+        """`read()` by the name that says what a live source hands out: the newest frame."""
+        return self.read(timeout)
+
     def capture_time(self, index: int) -> float | None:
         """When frame `index` (one handed out recently) was captured (time.perf_counter())."""
         with self._cond:
@@ -651,7 +674,7 @@ class LiveSource(Source):
 
     def __iter__(self) -> Iterator[Frame]:
         while True:
-            frame = self.latest()
+            frame = self.read()
             if frame is None:
                 return
             yield frame
@@ -726,16 +749,23 @@ class TransformSource(Source):
 
     def __iter__(self) -> Iterator[Frame]:
         for frame in self.inner:
-            self.frames_read += 1
-            yield Frame(frame.index, self.fn(frame.image), frame.timestamp)
+            yield self._apply(frame)
 
-    def latest(self, timeout: float | None = None) -> Frame | None:  # live inner sources
-        frame = self.inner.latest(timeout)
-        return None if frame is None else Frame(frame.index, self.fn(frame.image), frame.timestamp)
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The inner source's next frame, transformed (the inner source says what `timeout` means)."""
+        frame = self.inner.read(timeout)
+        return None if frame is None else self._apply(frame)
+
+    def _apply(self, frame: Frame) -> Frame:
+        self.frames_read += 1
+        return Frame(frame.index, self.fn(frame.image), frame.timestamp)
+
+    def capture_time(self, index: int) -> float | None:
+        return self.inner.capture_time(index)
 
     @property
     def dropped(self) -> int:  # type: ignore[override]
-        return getattr(self.inner, "dropped", 0)
+        return self.inner.dropped
 
     @dropped.setter
     def dropped(self, value: int) -> None:

@@ -11,10 +11,11 @@ import types
 
 import pytest
 
+from nedr.contract import padded_hw
 from nedr.errors import UserError
 from nedr.export.engine_manifest import load_manifest
 from nedr.export.profiles import (DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT, Profile, ProfileError, fits, make_profile,
-                                  padded_size, parse_hw, require_fit, static_profile)
+                                  parse_hw, require_fit, static_profile)
 from nedr.export.tensorrt_build import (MISSING_TENSORRT, EngineBuildError, TensorRTUnavailable, build_engine,
                                         engine_layers, lane_for, load_tensorrt, parse_engine_information, trt_lane)
 
@@ -42,8 +43,8 @@ def test_parse_hw_errors(text, match):
 def test_default_profile_covers_1080p():
     p = make_profile()
     assert (p.min, p.opt, p.max) == (DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX) == ((256, 256), (736, 1280), (1088, 1920))
-    assert padded_size(1080, 1920) == (1088, 1920)
-    assert padded_size(720, 1280) == (736, 1280)
+    assert padded_hw(1080, 1920) == (1088, 1920)
+    assert padded_hw(720, 1280) == (736, 1280)
     assert fits(p, 1080, 1920) and fits(p, 720, 1280) and fits(p, 256, 256)
     assert p.shapes() == {"min": (1, 3, 256, 256), "opt": (1, 3, 736, 1280), "max": (1, 3, 1088, 1920)}
     assert not p.is_static

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nedr.bundled import BUNDLED, is_bundled_name, resolve_weights, weights_folder
-from nedr.runtime.frames import meets_contract, padded_hw
+from nedr.contract import meets_contract, padded_hw
 from nedr.runtime.pipeline import FrameProcessor, RunConfig
 from nedr.runtime.realtime import choose_network_size, network_sizes
 from nedr.runtime.sources import Frame
@@ -71,7 +71,7 @@ def test_out_of_reach_uses_the_smallest_size_and_says_so():
 
 def test_frame_processor_sizes_the_network_on_the_first_frame(monkeypatch):
     measure, calls = per_pixel(0.2)
-    monkeypatch.setattr("nedr.runtime.pipeline.backend_latency", lambda backend: measure)
+    monkeypatch.setattr("nedr.runtime.frame_math.backend_latency", lambda backend: measure)
     said = []
     backend = FakeBackend().activate()
     processor = FrameProcessor(backend, RunConfig(realtime_fps=25, realtime_log=said.append))

@@ -15,7 +15,7 @@ from nedr.export.artifacts import cache_dir, cached_onnx
 from nedr.runtime.backends import (BACKENDS, Backend, OnnxRuntimeBackend, backend_names,
                                    create_backend, resolve_backend_name)
 from nedr.runtime.errors import BackendError
-from nedr.runtime.tensorrt_backend import TensorRTBackend, tensorrt_unavailable_reason
+from nedr.runtime.backends.tensorrt import TensorRTBackend, tensorrt_unavailable_reason
 
 from runtime_helpers import FAKE_A, FAKE_T, tiny_onnx
 
@@ -95,7 +95,7 @@ def test_runtime_works_without_torch(tmp_path):
         import sys
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
         import nedr.runtime, nedr.runtime.backends, nedr.runtime.pipeline, nedr.runtime.sources
-        import nedr.runtime.sinks, nedr.runtime.fast, nedr.runtime.temporal, nedr.runtime.tensorrt_backend
+        import nedr.runtime.sinks, nedr.runtime.fast, nedr.runtime.temporal, nedr.runtime.backends.tensorrt
         from nedr.runtime.backends import create_backend, resolve_backend_name
         from nedr.runtime.pipeline import run_pipeline
         from nedr.runtime.sinks import open_sink

@@ -2,6 +2,7 @@
 sources, clean stops (Ctrl-C from any stage) with a readable output, odd and changing sizes, fast mode."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -194,6 +195,39 @@ def test_fast_mode_output_is_full_size(clip):
     assert backend.shapes[-1] == (1, 3, 128, 128)  # 80×64 padded up to the 128 minimum
 
 
+class _CountingSource(VideoFileSource):
+    closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+        super().close()
+
+
+class _CountingSink(NullSink):
+    closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+
+
+@pytest.mark.parametrize("ends", ["run", "error before the run", "interrupt before the run"])
+def test_the_pipeline_closes_what_it_was_given_exactly_once(clip, ends):
+    source, sink = _CountingSource(clip), _CountingSink()
+    with pytest.raises((RuntimeError, KeyboardInterrupt)) if ends != "run" else contextlib.nullcontext():
+        with Pipeline(source, FakeBackend(), [sink], RunConfig(max_frames=2, **QUIET)) as pipeline:
+            if ends == "run":
+                assert pipeline.run()["frames"] == 2
+            else:
+                raise RuntimeError("setting up failed") if ends.startswith("error") else KeyboardInterrupt
+    assert source.closes == 1 and sink.closes == 1
+
+
+def test_every_source_reads_one_frame_at_a_time(clip):
+    source = VideoFileSource(clip)
+    frames = [source.read(timeout=0.0) for _ in range(16)]  # a file ignores the timeout: every frame is at hand
+    assert [f.index for f in frames[:15]] == list(range(15)) and frames[15] is None
+
+
 def test_compare_writes_side_by_side(clip, tmp_path):
     out = tmp_path / "cmp.mp4"
     Pipeline(open_source(str(clip)), FakeBackend(), [VideoFileSink(out, 25, compare=True)],
@@ -236,14 +270,14 @@ def test_parallel_finish_keeps_order_and_output(clip):
 def test_second_signal_during_finalising_exits_at_once_without_partial_files(tmp_path, monkeypatch):
     """While the output is being finalised, another SIGTERM/SIGINT exits with 128 + signal number
     and removes the unfinished video rather than leaving a hidden .partial behind."""
-    from nedr.runtime import pipeline
+    from nedr.runtime import stop_signals
 
     sink = VideoFileSink(tmp_path / "o.mp4", 25)
     sink.write(np.zeros((64, 64, 3), np.uint8), 0)
     assert sink.tmp.is_file()
     exits = []
-    monkeypatch.setattr(pipeline.os, "_exit", exits.append)
-    with pipeline._forced_exit_on_signal([sink]):
+    monkeypatch.setattr(stop_signals.os, "_exit", exits.append)
+    with stop_signals.forced_exit_on_signal([sink]):
         signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
     assert exits == [128 + signal.SIGTERM] and not sink.tmp.exists() and not sink.path.exists()
     sink.close()  # a close after the discard is a no-op

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from nedr.runtime.fast import apply_affine, fit_affine, guided_upsample, infer_size_for
-from nedr.runtime.frames import MIN_SIZE, PAD_MULTIPLE, pad_hwc, padded_size, parse_size, side_by_side
+from nedr.contract import MIN_SIZE, PAD_MULTIPLE, padded_size
+from nedr.runtime.frames import pad_hwc, parse_wxh, side_by_side
 from nedr.runtime.temporal import (AtmosphereSmoother, SceneCutDetector, Stabilizer, atmosphere_from_outputs,
                                    estimate_atmosphere, recover)
 
@@ -26,11 +27,11 @@ def test_contract_constants_mirror_the_model():
         np.testing.assert_array_equal(pad_hwc(x), ref)
 
 
-def test_parse_size():
-    assert parse_size("640x360") == (640, 360) and parse_size(" 1280 X 720 ") == (1280, 720)
+def test_parse_wxh():
+    assert parse_wxh("640x360") == (640, 360) and parse_wxh(" 1280 X 720 ") == (1280, 720)
     for bad in ("640", "x360", "0x10", "axb"):
         with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
-            parse_size(bad)
+            parse_wxh(bad)
 
 
 def test_infer_size_for():

@@ -1,4 +1,4 @@
-"""The triton backend (nedr.runtime.triton_backend) against a real Triton server on 127.0.0.1.
+"""The triton backend (nedr.runtime.backends.triton) against a real Triton server on 127.0.0.1.
 
 The server is the tritonserver binary of the nvidia-pytriton wheel (tests/triton_server.py; the
 tests that need it skip, saying how to install it, when it is absent), serving the repository
@@ -26,7 +26,7 @@ from nedr.runtime.backends import OnnxRuntimeBackend, create_backend
 from nedr.runtime.errors import BackendError
 from nedr.runtime.frames import pad_hwc, to_batch, to_float
 from nedr.runtime.sources import open_source
-from nedr.runtime.triton_backend import TritonBackend, check_model_io, parse_url, transient_reason
+from nedr.runtime.backends.triton import TritonBackend, check_model_io, parse_url, transient_reason
 
 from live_servers import FfmpegServer, free_port
 from runtime_helpers import count_frames, run_cli, tiny_onnx, write_clip

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from nedr.contract import INPUT_NAME
 from nedr.errors import UserError, first_line
 
 HELP = "build a TensorRT engine from an ONNX file"
@@ -18,7 +19,7 @@ MAX_OPT_LEVEL = 5
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL.onnx", help="ONNX file exported by nedr-export (input 'hazy')")
+    parser.add_argument("model", metavar="MODEL.onnx", help=f"ONNX file exported by nedr-export (input {INPUT_NAME!r})")
     parser.add_argument("-o", "--output", default=None, metavar="ENGINE",
                         help="engine file to write (default: MODEL.engine beside the ONNX); "
                              "the manifest goes to ENGINE.json")
@@ -65,7 +66,7 @@ def _onnx_input(path: Path) -> tuple[list[str], dict[str, list]]:
 
 def resolve_profile(args: argparse.Namespace, input_shape: list):
     """The optimisation profile the arguments ask for, checked against the ONNX input's shape."""
-    from nedr.export.profiles import INPUT_NAME, ProfileError, format_hw, make_profile, static_profile
+    from nedr.export.profiles import ProfileError, format_hw, make_profile, static_profile
 
     ranged = any(getattr(args, k) is not None for k in ("min", "opt", "max"))
     if args.static is not None and ranged:
@@ -93,7 +94,7 @@ def _check_writable(path: Path, what: str) -> None:
 def validate(args: argparse.Namespace) -> dict:
     """Every check that needs no TensorRT; returns what the build needs (profile, paths, options)."""
     from nedr.export.engine_manifest import BuildOptions, onnx_precision
-    from nedr.export.profiles import INPUT_NAME, format_hw
+    from nedr.export.profiles import format_hw
 
     model = Path(args.model)
     if not model.exists():

@@ -9,6 +9,7 @@ import argparse
 import warnings
 from pathlib import Path
 
+from nedr.contract import META_CHECKPOINT, META_CHECKPOINT_SHA256
 from nedr.errors import UserError
 
 HELP = "export a checkpoint to ONNX (verified against PyTorch), FP32 or FP16, or a Triton model repository"
@@ -124,7 +125,7 @@ def _export_fast(args: argparse.Namespace, checkpoint, out: Path) -> int:
         raise UserError("--fast exports FP32 with dynamic input size; drop --precision/--static")
     model = load_checkpoint(checkpoint, atmosphere=args.atmosphere, guided_filter=args.guided_filter)
     export_fast_onnx(model, out, infer_hw=args.fast, opset=args.opset, with_transmission=_with_transmission(args),
-                     metadata={"checkpoint": Path(checkpoint).name, "checkpoint_sha256": file_sha256(checkpoint)})
+                     metadata={META_CHECKPOINT: Path(checkpoint).name, META_CHECKPOINT_SHA256: file_sha256(checkpoint)})
     problems = check_model_file(out) if args.verify else []
     if problems:
         out.unlink(missing_ok=True)

@@ -10,10 +10,10 @@ import argparse
 import json
 from pathlib import Path
 
+from nedr.contract import ENGINE_SUFFIXES, ONNX_SUFFIXES
 from nedr.errors import UserError
 
 HELP = "show what is inside an .onnx file or a TensorRT engine"
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    if suffix == ".onnx":
+    if suffix in ONNX_SUFFIXES:
         print(inspect_onnx_file(path, args.json))
     elif suffix in ENGINE_SUFFIXES or path.name.endswith(tuple(s + ".json" for s in ENGINE_SUFFIXES)):
         print(inspect_engine_file(path, args.json, args.layers))

@@ -9,6 +9,7 @@ per source in the -o folder; --backend triton --url sends the inference to a Tri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -35,7 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"video file (.mp4/.avi/.mkv), image folder, or 'none' (default: ./{DEFAULT_OUT}/NAME_dehazed.mp4; "
                              "nothing with --display); several sources: a folder, NAME_dehazed.mp4 per source in it "
                              f"(default ./{DEFAULT_OUT}/)")
-    parser.add_argument("--backend", "-b", default="auto", metavar="{torch,onnxruntime,tensorrt,triton,auto}",
+    from nedr.runtime.backends import backend_metavar
+
+    parser.add_argument("--backend", "-b", default="auto", metavar=backend_metavar(),
                         help="inference backend (default: auto = triton with --url, else from --model's type, else the "
                              "fastest available)")
     parser.add_argument("--url", default=None, metavar="URL",
@@ -51,7 +54,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", action="store_true", help="write/show hazy | dehazed side by side")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--infer-size", metavar="WxH", default=None,
-                      help="fast mode: run the network at WxH and carry the result to full size by guided upsampling")
+                      help="fast mode: run the network at WxH and carry the result to full size by guided upsampling "
+                           "(width first, kept for compatibility: every other size option is HxW)")
     size.add_argument("--scale", type=float, default=None, metavar="S",
                       help="fast mode: run the network at S times the frame size (0 < S < 1)")
     size.add_argument("--realtime", type=float, default=None, metavar="FPS",
@@ -109,7 +113,7 @@ def _open_output(args, source, output: str | None, compare: bool):
 
     sink = open_sink(output, fps=source.fps, compare=compare, segment=args.segment)
     if source.live and sink.kind in ("video", "video_segments"):
-        sink = RealTimeSink(sink, getattr(source, "capture_time", None))
+        sink = RealTimeSink(sink, source.capture_time)
     return sink
 
 
@@ -145,8 +149,9 @@ def _write_stats(path: str, summary: dict) -> None:
 
 def _check_options(args: argparse.Namespace) -> tuple[str, tuple[int, int] | None]:
     """Every option checked before anything opens: (the backend's name, the fast-mode size)."""
+    from nedr.contract import ONNX_SUFFIXES
     from nedr.runtime.backends import resolve_backend_name
-    from nedr.runtime.frames import parse_size
+    from nedr.runtime.frames import parse_wxh
 
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be at least 1")
@@ -161,7 +166,7 @@ def _check_options(args: argparse.Namespace) -> tuple[str, tuple[int, int] | Non
     if args.realtime is not None and not args.realtime > 0:
         raise UserError(f"--realtime must be a positive number of frames per second, got {args.realtime}")
     try:
-        infer_size = parse_size(args.infer_size) if args.infer_size else None
+        infer_size = parse_wxh(args.infer_size) if args.infer_size else None
     except ValueError as exc:
         raise UserError(f"--infer-size: {exc}") from None
     if infer_size and min(infer_size) < 16:
@@ -178,7 +183,7 @@ def _check_options(args: argparse.Namespace) -> tuple[str, tuple[int, int] | Non
         raise UserError(f"--url is the Triton server's address, for --backend triton (not {name})")
     if args.precision and name != "onnxruntime":
         raise UserError(f"--precision picks the file the onnxruntime backend makes from a checkpoint, not for {name}")
-    if args.precision and args.model and Path(args.model).suffix.lower() == ".onnx":
+    if args.precision and args.model and Path(args.model).suffix.lower() in ONNX_SUFFIXES:
         raise UserError(f"--precision: {args.model} has its precision already (make an INT8 file with nedr quantize)")
     if args.model:
         from nedr.bundled import is_bundled_name, resolve_weights
@@ -186,6 +191,9 @@ def _check_options(args: argparse.Namespace) -> tuple[str, tuple[int, int] | Non
         if not resolve_weights(args.model).is_file():
             raise UserError(f"{args.model}: " + ("bundled weights missing from this install" if is_bundled_name(args.model)
                                                  else "no such model file"))
+    if infer_size:  # once every option is known good, so a bad one still fails in one line
+        print("nedr run: note: --infer-size reads WxH (width first) for compatibility; every other size option "
+              "is HxW (height first)", file=sys.stderr)
     return name, infer_size
 
 
@@ -259,40 +267,34 @@ def _run(args: argparse.Namespace) -> int:
         return _run_many(args, specs, name, infer_size, cpu_defaults)
     args.source = specs[0] if specs else None  # one source: the single-stream run, as it always was
 
-    source = (sample_source() if args.source is None else
-              open_source(args.source, timeout=args.timeout, max_retries=args.max_retries))
-    compare = args.compare or args.source is None
-    realtime = min(source.fps or CPU_REALTIME_FPS, CPU_REALTIME_FPS) if cpu_defaults else args.realtime
-    sinks = []
+    backend = _create_backend(args, name)  # first: making one only checks options, so nothing is open if it fails
     try:
-        backend = _create_backend(args, name)
-    except BaseException:
-        source.close()
-        raise
-    try:
-        output = _default_output(args, source)
-        if args.source:
-            _refuse_overwriting(args.source, output)
-        sinks.append(_open_output(args, source, output, compare))
-        if args.display:
-            sinks.append(DisplaySink(compare=compare))
-        if cpu_defaults:
-            _say_cpu_defaults(args, realtime)
-        backend.activate()  # loads (or exports) the model before the progress bar appears
-        _note_stabilisation(args, backend)
-        max_frames, scale = args.max_frames, args.scale
-        if args.source is None and not backend.on_gpu:
-            max_frames, scale = _cpu_sample_limits(args, bool(infer_size or realtime))
-        config = RunConfig(infer_size=infer_size, scale=scale, realtime_fps=realtime, stabilize=args.stabilize,
-                           max_frames=max_frames, progress=not args.quiet,
-                           realtime_log=lambda msg: print(f"nedr run: {msg}", file=sys.stderr))
-        pipeline = Pipeline(source, backend, sinks, config)
-        summary = pipeline.run()
-    except BaseException:
-        source.close()
-        for s in sinks:
-            s.close()
-        raise
+        with contextlib.ExitStack() as setting_up:  # closes what opened if setting up fails; then the pipeline owns it
+            source = setting_up.enter_context(
+                sample_source() if args.source is None else
+                open_source(args.source, timeout=args.timeout, max_retries=args.max_retries))
+            compare = args.compare or args.source is None
+            realtime = min(source.fps or CPU_REALTIME_FPS, CPU_REALTIME_FPS) if cpu_defaults else args.realtime
+            output = _default_output(args, source)
+            if args.source:
+                _refuse_overwriting(args.source, output)
+            sinks = [setting_up.enter_context(_open_output(args, source, output, compare))]
+            if args.display:
+                sinks.append(setting_up.enter_context(DisplaySink(compare=compare)))
+            if cpu_defaults:
+                _say_cpu_defaults(args, realtime)
+            backend.activate()  # loads (or exports) the model before the progress bar appears
+            _note_stabilisation(args, backend)
+            max_frames, scale = args.max_frames, args.scale
+            if args.source is None and not backend.on_gpu:
+                max_frames, scale = _cpu_sample_limits(args, bool(infer_size or realtime))
+            config = RunConfig(infer_size=infer_size, scale=scale, realtime_fps=realtime, stabilize=args.stabilize,
+                               max_frames=max_frames, progress=not args.quiet,
+                               realtime_log=lambda msg: print(f"nedr run: {msg}", file=sys.stderr))
+            pipeline = Pipeline(source, backend, sinks, config)
+            setting_up.pop_all()
+        with pipeline:
+            summary = pipeline.run()
     finally:
         backend.deactivate()
     summary["command"] = {k: v for k, v in vars(args).items() if k != "handler"}
@@ -313,14 +315,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _output_folder(args: argparse.Namespace) -> Path | None:
     """Several sources: the folder their outputs go to (None: -o none, nothing written)."""
-    from nedr.runtime.sinks import VIDEO_SUFFIXES
+    from nedr.runtime.sinks import WRITABLE_VIDEO_SUFFIXES
 
     if args.output is None:
         return DEFAULT_OUT
     if str(args.output).lower() in ("", "none", "null", "-"):
         return None
     folder = Path(args.output).expanduser()
-    if folder.suffix.lower() in VIDEO_SUFFIXES:
+    if folder.suffix.lower() in WRITABLE_VIDEO_SUFFIXES:
         raise UserError(f"-o {args.output}: with several sources -o names a folder (one NAME_dehazed.mp4 per source "
                         "inside it), not a video file")
     if folder.exists() and not folder.is_dir():
@@ -328,8 +330,10 @@ def _output_folder(args: argparse.Namespace) -> Path | None:
     return folder
 
 
-def _open_streams(args: argparse.Namespace, specs: list[str], folder: Path | None) -> list:
-    """Open every source and its output; one that fails becomes a failed stream, the rest still run."""
+def _open_streams(args: argparse.Namespace, specs: list[str], folder: Path | None,
+                  setting_up: contextlib.ExitStack) -> list:
+    """Open every source and its output; one that fails becomes a failed stream, the rest still run.
+    Each opened stream goes on `setting_up`, which closes it if the set-up fails later."""
     from nedr.runtime.errors import RunError
     from nedr.runtime.multistream import Stream
     from nedr.runtime.sources import open_source
@@ -350,25 +354,19 @@ def _open_streams(args: argparse.Namespace, specs: list[str], folder: Path | Non
             stem = stem if n == 1 else f"{stem}_{n}"
             used.add(stem)
             output = str(folder / f"{stem}_dehazed.mp4")
-        try:
-            _refuse_overwriting(spec, output)
-            streams.append(Stream(spec, source, [_open_output(args, source, output, args.compare)]))
-        except BaseException as exc:
-            source.close()
-            if not isinstance(exc, RunError):
-                for s in streams:
-                    _close_stream(s)
-                raise
-            print(f"nedr run: skipped: {spec}: {exc}", file=sys.stderr)
-            streams.append(Stream(spec, error=str(exc)))
+        with contextlib.ExitStack() as opening:  # the source is closed again unless its output opens too
+            opening.enter_context(source)
+            try:
+                _refuse_overwriting(spec, output)
+                stream = Stream(spec, source, [_open_output(args, source, output, args.compare)])
+            except RunError as exc:
+                print(f"nedr run: skipped: {spec}: {exc}", file=sys.stderr)
+                streams.append(Stream(spec, error=str(exc)))
+                continue
+            opening.pop_all()
+        setting_up.callback(stream.close)
+        streams.append(stream)
     return streams
-
-
-def _close_stream(stream) -> None:
-    for sink in stream.sinks:
-        sink.close()
-    if stream.source is not None:
-        stream.source.close()
 
 
 def _run_many(args: argparse.Namespace, specs: list[str], name: str, infer_size, cpu_defaults: bool) -> int:
@@ -380,35 +378,35 @@ def _run_many(args: argparse.Namespace, specs: list[str], name: str, infer_size,
 
     if args.display:
         raise UserError("--display shows one stream; with several sources write them to files (-o DIR)")
-    streams = _open_streams(args, specs, _output_folder(args))
-    opened = [s for s in streams if s.source is not None]
-    if not opened:
-        raise UserError(f"none of the {len(specs)} sources could be opened (first: {streams[0].error})")
+    folder = _output_folder(args)
+    backend = _create_backend(args, name)  # first: making one only checks options, so nothing is open if it fails
     try:
-        backend = _create_backend(args, name)
-        if cpu_defaults:
-            _say_cpu_defaults(args, None)
-        backend.activate()
-    except BaseException:
-        for s in opened:
-            _close_stream(s)
-        raise
-    counts = [min(filter(None, (s.source.frame_count, args.max_frames)), default=None) for s in opened]
-    total = None if None in counts else sum(counts)
-    bar = tqdm(total=total, unit="frame", desc=f"nedr run ×{len(opened)}", disable=args.quiet, file=sys.stderr,
-               dynamic_ncols=True)
-    lock = threading.Lock()
+        with contextlib.ExitStack() as setting_up:  # closes what opened if setting up fails; then the pipeline owns it
+            streams = _open_streams(args, specs, folder, setting_up)
+            opened = [s for s in streams if s.source is not None]
+            if not opened:
+                raise UserError(f"none of the {len(specs)} sources could be opened (first: {streams[0].error})")
+            if cpu_defaults:
+                _say_cpu_defaults(args, None)
+            backend.activate()
+            counts = [min(filter(None, (s.source.frame_count, args.max_frames)), default=None) for s in opened]
+            total = None if None in counts else sum(counts)
+            bar = setting_up.enter_context(tqdm(total=total, unit="frame", desc=f"nedr run ×{len(opened)}",
+                                                disable=args.quiet, file=sys.stderr, dynamic_ncols=True))
+            lock = threading.Lock()
 
-    def tick(_stream: int, _frame: int) -> None:
-        with lock:
-            bar.update(1)
+            def tick(_stream: int, _frame: int) -> None:
+                with lock:
+                    bar.update(1)
 
-    try:
-        _note_stabilisation(args, backend)
-        config = RunConfig(infer_size=infer_size, scale=args.scale, stabilize=args.stabilize, max_frames=args.max_frames)
-        summary = MultiStreamPipeline(streams, backend, config, on_frame=tick).run()
+            _note_stabilisation(args, backend)
+            config = RunConfig(infer_size=infer_size, scale=args.scale, stabilize=args.stabilize,
+                               max_frames=args.max_frames)
+            pipeline = MultiStreamPipeline(streams, backend, config, on_frame=tick)
+            setting_up.pop_all()
+        with bar, pipeline:
+            summary = pipeline.run()
     finally:
-        bar.close()
         backend.deactivate()
     summary["command"] = {k: v for k, v in vars(args).items() if k != "handler"}
     print(format_multi_summary(summary))

@@ -32,9 +32,9 @@ import numpy as np
 
 from nedr.errors import first_line
 
-from .backends import Backend, Output, register
-from .errors import BackendError
-from .sources import log_stderr, why_unreachable
+from ..errors import BackendError
+from ..sources import log_stderr, why_unreachable
+from . import Backend, Output
 
 DEFAULT_MODEL = "nedr"  # nedr.export.triton.DEFAULT_NAME (not imported: the export stage is not a runtime dependency)
 DEFAULT_PORTS = {"grpc": 8001, "grpcs": 8001, "http": 8000, "https": 8000}
@@ -159,7 +159,6 @@ def _load_client(protocol: str):
     return module
 
 
-@register("triton")
 class TritonBackend(Backend):
     """A model on a Triton server. `url`: grpc://HOST:8001 or http://HOST:8000; `triton_model`: its
     name (default "nedr"); `model_version`: "" for the server's choice; `timeout`: seconds for
@@ -167,7 +166,7 @@ class TritonBackend(Backend):
     (None: no limit); `max_retries`: failed retries in a row before giving up (None: keep trying);
     `log`: where retry lines go (stderr)."""
 
-    OPTIONS = ("url", "triton_model", "model_version", "timeout", "request_timeout", "max_retries")
+    name = "triton"
 
     def __init__(self, model=None, url: str | None = None, triton_model: str = DEFAULT_MODEL, model_version: str = "",
                  timeout: float = 10.0, request_timeout: float | None = None, max_retries: int | None = None,

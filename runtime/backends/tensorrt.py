@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .backends import ENGINE_SUFFIXES, Backend, Output, register
-from .errors import BackendError
+from ..errors import BackendError
+from . import ENGINE_SUFFIXES, Backend, Output
 
 
 def load_tensorrt():
@@ -52,7 +52,7 @@ def tensorrt_unavailable_reason() -> str | None:
     """Why the tensorrt backend cannot run here (None when TensorRT, cuda-python and a GPU are present)."""
     try:
         load_tensorrt()
-        from .cuda_buffers import device_count, load_cudart
+        from ..cuda_buffers import device_count, load_cudart
 
         load_cudart()
         if device_count() < 1:
@@ -62,7 +62,6 @@ def tensorrt_unavailable_reason() -> str | None:
     return None
 
 
-@register("tensorrt")
 class TensorRTBackend(Backend):
     """A TensorRT engine (`nedr build` output) on one GPU.
 
@@ -71,7 +70,7 @@ class TensorRTBackend(Backend):
     `check_manifest=False` skips the manifest check (an engine from another tool).
     """
 
-    OPTIONS = ("device_id", "cuda_graph", "check_manifest")
+    name = "tensorrt"
 
     def __init__(self, model=None, device_id: int = 0, cuda_graph: bool = False, check_manifest: bool = True) -> None:
         super().__init__()
@@ -91,7 +90,7 @@ class TensorRTBackend(Backend):
         if self.engine_path.suffix.lower() not in ENGINE_SUFFIXES:
             raise BackendError(f"{self.engine_path.name}: not a TensorRT engine (expected {', '.join(ENGINE_SUFFIXES)})")
         trt = load_tensorrt()
-        from .cuda_buffers import Stream, device_count, load_cudart, set_device
+        from ..cuda_buffers import Stream, device_count, load_cudart, set_device
 
         load_cudart()
         count = device_count()
@@ -157,7 +156,7 @@ class TensorRTBackend(Backend):
     # -- buffers
     def _prepare(self, shape: tuple[int, ...]) -> None:
         """Set the input shape, size buffers for it (growing only) and bind every tensor address."""
-        from .cuda_buffers import DeviceBuffer, PinnedBuffer
+        from ..cuda_buffers import DeviceBuffer, PinnedBuffer
 
         if shape == self._input_shape:
             return
@@ -196,7 +195,7 @@ class TensorRTBackend(Backend):
 
     # -- inference
     def _infer(self, batch: np.ndarray) -> Output:
-        from .cuda_buffers import CudaGraph
+        from ..cuda_buffers import CudaGraph
 
         shape = tuple(int(d) for d in batch.shape)
         self._prepare(shape)
