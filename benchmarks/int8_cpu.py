@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nedr.contract import INPUT_NAME
 from nedr.export.ort_session import ort_session
 from nedr.fileio import write_text_atomic
 
@@ -31,8 +32,8 @@ DEFAULT_OUT = Path("benchmarks/results/cpu/int8_vs_fp32.json")
 def interleaved_latency(paths: dict[str, Path], frame: np.ndarray, threads: int, runs: int, warmup: int = 1) -> dict:
     """Median/min/max ms per session, timed round-robin on the same frame."""
     sessions = {k: ort_session(p, threads=threads) for k, p in paths.items()}
-    outputs = {k: s.run(None, {"hazy": frame})[0] for k, s in sessions.items()}  # the first warm-up round
-    timings = interleaved({k: (lambda s=s: s.run(None, {"hazy": frame})) for k, s in sessions.items()},
+    outputs = {k: s.run(None, {INPUT_NAME: frame})[0] for k, s in sessions.items()}  # the first warm-up round
+    timings = interleaved({k: (lambda s=s: s.run(None, {INPUT_NAME: frame})) for k, s in sessions.items()},
                           warmup=max(0, warmup - 1), min_iters=runs, max_iters=runs, min_seconds=0)
     return {"ms": {k: {"median": t.percentile(50), "min": min(t.samples_ms), "max": max(t.samples_ms),
                        "runs": t.samples_ms} for k, t in timings.items()}, "outputs": outputs}
@@ -45,8 +46,8 @@ def op_profile(path: Path, frame: np.ndarray, threads: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         session = ort_session(path, threads=threads, profile_prefix=str(Path(tmp) / "prof"))
-        session.run(None, {"hazy": frame})
-        session.run(None, {"hazy": frame})
+        session.run(None, {INPUT_NAME: frame})
+        session.run(None, {INPUT_NAME: frame})
         events = json.loads(Path(session.end_profiling()).read_text())
     kernels = [e for e in events if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")]
     kernels = kernels[len(kernels) // 2:]  # the second run

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from nedr.contract import INPUT_NAME
 from nedr.export.ort_session import ort_session
 from nedr.fileio import write_text_atomic
 
@@ -49,7 +50,7 @@ def bench_speed(threads: int, runs: int) -> dict:
              "nedr-s int8": files["nedr-s"].int8("cpu").path}
     frame = np.random.default_rng(0).random((1, 3, *SPEED_HW), dtype=np.float32)
     sessions = {k: ort_session(p, threads=threads) for k, p in paths.items()}
-    timings = interleaved({k: (lambda s=s: s.run(None, {"hazy": frame})) for k, s in sessions.items()},
+    timings = interleaved({k: (lambda s=s: s.run(None, {INPUT_NAME: frame})) for k, s in sessions.items()},
                           warmup=1, min_iters=runs, max_iters=runs, min_seconds=0)
     ms = {k: t.percentile(50) for k, t in timings.items()}
     gmac = {name: gmac_per_frame(*SPEED_HW, Architecture.from_config(read_state(resolve_weights(name))[1].get("architecture")))

@@ -26,13 +26,14 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from nedr.contract import padded_hw
 from nedr.errors import UserError
 from nedr.export.profiles import format_hw
 from nedr.export.artifacts import Artifact, ModelFiles, cache_dir
 from nedr.metrics import psnr, psnr_over_frames
 from nedr.runtime.backends import Backend
 from nedr.runtime.errors import BackendError
-from nedr.runtime.frames import from_batch, pad_hwc, padded_hw, to_batch, to_float
+from nedr.runtime.frames import from_batch, pad_hwc, to_batch, to_float
 from nedr.runtime.pipeline import FrameProcessor, RunConfig
 from nedr.runtime.sources import Frame
 

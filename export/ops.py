@@ -21,7 +21,7 @@ from collections import Counter
 import onnx
 from onnx import numpy_helper
 
-TOPK_MAX = 3840  # TensorRT: "`K` input must be less than 3840" (the TopK layer docs: k <= 3840)
+from nedr.contract import TOPK_MAX
 
 _F = ("FP32", "FP16", "BF16")
 _FI = _F + ("INT32", "INT64")

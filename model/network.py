@@ -8,14 +8,13 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from nedr.contract import MIN_SIZE, PAD_MULTIPLE, meets_contract
+from nedr.contract import MIN_SIZE, PAD_MULTIPLE, T_MAX, T_MIN, meets_contract
 
 from .backbone import EfficientNetLite3Trunk
 from .decoder import DREM, IDRM, PUBLIC_FEATURES, Scratch
 from .kan import KANCID
 from .physics import ATMOSPHERE_MODES, GF_RADIUS, atmospheric_light, guided_filter, recover
 
-T_MIN, T_MAX = 0.05, 0.95
 BETA_MIN, BETA_MAX = 0.6, 1.8
 
 

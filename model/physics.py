@@ -8,15 +8,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nedr.contract import A_MAX, DARK_PATCH, TOP_FRACTION_DIVISOR, TOPK_MAX
+
 GF_RADIUS = 40
 GF_EPS = 1e-3
 GUIDE_MIN_RANGE = 1e-6  # below this, the image is flat and the filter returns the window mean of t
-DARK_PATCH = 15
-TOP_FRACTION = 0.001
-A_MAX = 220.0 / 255.0
 ATMOSPHERE_MODES = ("dark_channel", "max", "brightest")
 BRIGHTEST_COUNT = 16  # "brightest" averages this many of the brightest candidates (see atmospheric_light)
-TOPK_MAX = 3840  # TensorRT's TopK limit on K: ONNX exports clamp K to it (frames up to 3,840,999 px are exact)
 
 
 def _ones_like_axis(x: torch.Tensor, axis: int) -> torch.Tensor:
@@ -83,7 +81,7 @@ def top_count(height: int, width: int) -> int:
     Integer arithmetic (equal to the public int(H·W·0.001) for every H·W below 8·10⁷, checked
     exhaustively) so that an ONNX trace keeps K a function of the input shape instead of a constant.
     """
-    return height * width // round(1 / TOP_FRACTION)
+    return height * width // TOP_FRACTION_DIVISOR
 
 
 def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.Tensor:

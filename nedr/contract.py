@@ -29,6 +29,15 @@ META_SOURCE_ONNX_SHA256 = "source_onnx_sha256"
 PAD_MULTIPLE = 32
 MIN_SIZE = 128
 
+# The scattering-model constants the exported graph bakes in and the torch-free runtime (temporal
+# filtering on ONNX Runtime/TensorRT outputs) recomputes: a drift between the two would make the
+# runtime's A differ from the graph's (docs/model.md §6-7).
+DARK_PATCH = 15                 # dark channel: min over a DARK_PATCH² window
+TOP_FRACTION_DIVISOR = 1000     # A from the ⌊H·W / 1000⌋ pixels with the brightest dark channel
+TOPK_MAX = 3840                 # TensorRT's TopK limit on K ("k <= 3840"); exports clamp K to it
+A_MAX = 220.0 / 255.0           # the public code's clip of the dark-channel A
+T_MIN, T_MAX = 0.05, 0.95       # the network's transmission range
+
 # File kinds by suffix (lower case). IMAGE_SUFFIXES and VIDEO_SUFFIXES are what can be read; what a
 # sink can write is its own narrower table (nedr.runtime.sinks.WRITABLE_VIDEO_SUFFIXES, from its FOURCCs).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".exr", ".jp2")

@@ -9,8 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# MIN_SIZE, PAD_MULTIPLE, meets_contract: re-exported only because runtime.backends imports them from here.
-from nedr.contract import MIN_SIZE, PAD_MULTIPLE, meets_contract, padded_hw, parse_hw  # noqa: F401
+from nedr.contract import padded_hw, parse_hw
 
 
 def pad_hwc(image: np.ndarray, target: tuple[int, int] | None = None) -> np.ndarray:

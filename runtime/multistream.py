@@ -89,9 +89,7 @@ class Lane(Backend):
         return self.batcher.submit(_Request(self, None, (h, w), runs))
 
     def request_stop(self) -> None:
-        stop = getattr(self.batcher.backend, "request_stop", None)
-        if stop is not None:
-            stop()
+        self.batcher.backend.request_stop()
 
     def close(self) -> None:
         self.batcher.leave(self)

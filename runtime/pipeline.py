@@ -273,9 +273,7 @@ class Pipeline:
         (only records it). A backend that can block for long (the triton backend retrying a server
         that is down) is told too, so it gives up waiting."""
         self._signals.append(signum)
-        stop = getattr(self.backend, "request_stop", None)
-        if stop is not None:
-            stop()
+        self.backend.request_stop()
 
     def _check_signals(self) -> None:
         """Raise for a stop signal here, between frames, rather than from the handler wherever the

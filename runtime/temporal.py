@@ -23,11 +23,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-DARK_PATCH = 15
-TOP_FRACTION_DIVISOR = 1000
-TOPK_MAX = 3840               # mirrors nedr.model.physics.TOPK_MAX
-A_MAX = 220.0 / 255.0         # mirrors nedr.model.physics.A_MAX
-T_MIN = 0.05
+from nedr.contract import A_MAX, DARK_PATCH, T_MIN, TOP_FRACTION_DIVISOR, TOPK_MAX
 
 
 def dark_channel(image: np.ndarray, patch: int = DARK_PATCH) -> np.ndarray:

@@ -71,7 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="write the video as a series of finished files of this length (OUT_0000.mp4, ...)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for inference (onnxruntime, torch)")
     parser.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    parser.add_argument("--cuda-graph", action="store_true", help="tensorrt: capture and replay a CUDA graph per input size")
+    parser.add_argument("--cuda-graph", action="store_true", help="tensorrt, torch on CUDA: capture and replay a CUDA graph per input size")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S",
                         help="live sources: seconds an open or a read may take before it counts as failed; no frame "
                              f"for S seconds is a stall, and the stream is reconnected; triton: seconds to connect "

@@ -33,12 +33,11 @@ from typing import Any, Callable
 import numpy as np
 
 from nedr.bundled import is_bundled_name, resolve_weights
+from nedr.contract import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, MIN_SIZE, ONNX_SUFFIXES, PAD_MULTIPLE, meets_contract
 from nedr.lazy import lazy_attributes
 
 from ..errors import BackendError
-from ..frames import MIN_SIZE, PAD_MULTIPLE, meets_contract
 
-from nedr.contract import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, ONNX_SUFFIXES
 ORT_PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
@@ -121,6 +120,10 @@ class Backend:
             if not (lh <= h <= hh and lw <= w <= hw):
                 raise BackendError(f"{self.name}: input {h}×{w} is outside the engine profile {lh}×{lw} … {hh}×{hw}; "
                                    "use --infer-size/--scale, or rebuild with `nedr build --min/--max`")
+
+    def request_stop(self) -> None:
+        """A stop signal arrived: a backend that can block for long (retrying a server) gives up
+        waiting. Called from a signal handler, so it must only record the request."""
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.name}

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from nedr.contract import META_FAST, META_OPTIONS, META_PREFIX, OUTPUT_CLEAN, OUTPUT_TRANSMISSION
 from nedr.errors import first_line
 from nedr.export.artifacts import ModelFiles, cache_dir
 from nedr.export.metadata import ExportError
@@ -107,15 +108,15 @@ class OnnxRuntimeBackend(Backend):
             self.static_hw = (int(shape[2]), int(shape[3]))
         self.max_batch = int(shape[0]) if shape and isinstance(shape[0], int) else None
         outputs = [o.name for o in self._session.get_outputs()]
-        self.clean_name = "clean" if "clean" in outputs else outputs[0]
-        self.transmission_name = "transmission" if "transmission" in outputs else None
+        self.clean_name = OUTPUT_CLEAN if OUTPUT_CLEAN in outputs else outputs[0]
+        self.transmission_name = OUTPUT_TRANSMISSION if OUTPUT_TRANSMISSION in outputs else None
         self.provides_transmission = self.transmission_name is not None
         self.output_names = [self.clean_name] + ([self.transmission_name] if self.transmission_name else [])
         self._gpu = self.providers[0] != "CPUExecutionProvider"
         meta = self._session.get_modelmeta().custom_metadata_map
         try:
-            self.options_meta = json.loads(meta.get("nedr.options", "{}"))
-            self.fast_meta = json.loads(meta["nedr.fast"]) if "nedr.fast" in meta else None
+            self.options_meta = json.loads(meta.get(META_PREFIX + META_OPTIONS, "{}"))
+            self.fast_meta = json.loads(meta[META_PREFIX + META_FAST]) if META_PREFIX + META_FAST in meta else None
         except ValueError:
             self.options_meta, self.fast_meta = {}, None
         self.accepts_any_size = self.fast_meta is not None

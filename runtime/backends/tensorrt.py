@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from nedr.contract import OUTPUT_CLEAN, OUTPUT_TRANSMISSION
+
 from ..errors import BackendError
 from . import ENGINE_SUFFIXES, Backend, Output
 
@@ -115,8 +117,8 @@ class TensorRTBackend(Backend):
         if len(inputs) != 1:
             raise BackendError(f"{self.engine_path.name}: expected one input tensor (hazy), found {inputs}")
         self.input_name = inputs[0]
-        self.clean_name = "clean" if "clean" in outputs else outputs[0]
-        self.transmission_name = "transmission" if "transmission" in outputs else None
+        self.clean_name = OUTPUT_CLEAN if OUTPUT_CLEAN in outputs else outputs[0]
+        self.transmission_name = OUTPUT_TRANSMISSION if OUTPUT_TRANSMISSION in outputs else None
         self.output_names = [self.clean_name] + ([self.transmission_name] if self.transmission_name else [])
         self.provides_transmission = self.transmission_name is not None
         self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n))) for n in names}

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from nedr.contract import OUTPUT_CLEAN, OUTPUT_TRANSMISSION
 from nedr.errors import first_line
 
 from ..errors import BackendError
@@ -114,8 +115,8 @@ def check_model_io(model: str, metadata: dict, max_batch_size: int) -> ModelIO:
     names = [o["name"] for o in outputs]
     if not names:
         raise BackendError(f"Triton model {model!r} has no outputs")
-    clean = "clean" if "clean" in names else names[0]
-    transmission = "transmission" if "transmission" in names else None
+    clean = OUTPUT_CLEAN if OUTPUT_CLEAN in names else names[0]
+    transmission = OUTPUT_TRANSMISSION if OUTPUT_TRANSMISSION in names else None
     for out in outputs:
         if out["name"] not in (clean, transmission):
             continue
