@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from .imageio import DataError, list_images, read_image
 from .samples import Sample
-from .synthesis import srgb_transmission, synthesize
+from .synthesis import synthesize
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """H×W×C (uint8 or float in [0, 1]) → C×H×W float32."""
@@ -67,7 +67,7 @@ class SyntheticHaze(Dataset):
         else:
             (image,), depth = random_crop(rng, self.crop, sample.image, scale=self.scale), None
         h = synthesize(image, rng, depth, self.convention)
-        return {"hazy": to_tensor(h.hazy), "clean": to_tensor(h.clean), "t": to_tensor(srgb_transmission(h)),
+        return {"hazy": to_tensor(h.hazy), "clean": to_tensor(h.clean), "t": to_tensor(h.t),
                 "A": torch.from_numpy(np.asarray(h.A, dtype=np.float32))}
 
 

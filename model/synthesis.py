@@ -168,26 +168,6 @@ def composite(clean: np.ndarray, t: np.ndarray, a: np.ndarray, convention: str) 
     return np.clip(clean * tt + a * (1 - tt), 0.0, 1.0).astype(np.float32)
 
 
-def srgb_transmission(sample: HazySample, min_contrast: float = 0.05) -> np.ndarray:
-    """The t that inverts `sample` in sRGB values (`recover`), which is what the network predicts.
-
-    For sRGB-convention haze it is the physical t. Linear-convention haze blends in linear light, so
-    the same physical t looks denser in sRGB values (t = 0.5 over a dark pixel under white A acts
-    as about 0.32): supervising the network's t with the physical value there pulls it above what
-    its own J needs, and the network learns to under-dehaze. Per pixel, the least-squares t over
-    the three channels of I − A = t·(J − A); where J is within `min_contrast` of A, t is not
-    observable and the physical value stays.
-    """
-    if sample.convention == "srgb":
-        return sample.t
-    a = np.asarray(sample.A, np.float32)
-    dj, di = sample.clean - a, sample.hazy - a
-    den = (dj * dj).sum(-1)
-    t = (di * dj).sum(-1) / np.maximum(den, 1e-12)
-    ok = den > 3 * min_contrast ** 2
-    return np.where(ok, np.clip(t, 0.0, 1.0), sample.t).astype(np.float32)
-
-
 def invert(hazy: np.ndarray, t: np.ndarray, a: np.ndarray, convention: str = "linear") -> np.ndarray:
     """Recover J from the true t and A (`a` in sRGB values), running the synthesis backwards."""
     tt = t[..., None]
