@@ -43,7 +43,7 @@ from nedr.errors import first_line
 from .backends import Backend, Output
 from .errors import BackendError, RunError
 from .frame_math import RunConfig
-from .pipeline import Pipeline, close_all
+from .pipeline import Pipeline, close_all, enter_backend
 from .sinks import Sink, as_sink
 from .sources import Source
 from .stop_signals import ALL_STOP_SIGNALS, exit_discarding, signal_handlers
@@ -305,12 +305,7 @@ class MultiStreamPipeline:
         streams are in the summary; a bug (an error that is not a RunError) is re-raised once
         every output is finalised."""
         with contextlib.ExitStack() as stack:
-            if not self.backend.active:
-                try:
-                    stack.enter_context(self.backend)
-                except BaseException:
-                    self.close()
-                    raise
+            enter_backend(stack, self.backend, self.close)
             self.batcher = Batcher(self.backend, self.max_batch, self.max_wait)
             threads = []
             for index, state in enumerate(self.states):

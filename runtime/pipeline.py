@@ -78,6 +78,18 @@ def close_all(source: Source | None, sinks: Sequence[Sink]) -> list[Exception]:
     return errors
 
 
+def enter_backend(stack: contextlib.ExitStack, backend: Backend, close: Callable[[], Any]) -> None:
+    """Activate `backend` for the stack's lifetime unless the caller already did; if activation
+    fails, `close()` the sources and sinks first, as a pipeline owns them from its creation on."""
+    if backend.active:
+        return
+    try:
+        stack.enter_context(backend)
+    except BaseException:
+        close()
+        raise
+
+
 class Pipeline:
     """Wires a source, a backend and sinks; `run()` returns the summary dict (see `summary`).
 
@@ -323,12 +335,7 @@ class Pipeline:
         interrupted = False
         error: BaseException | None = None
         with contextlib.ExitStack() as stack:
-            if not self.backend.active:
-                try:
-                    stack.enter_context(self.backend)
-                except BaseException:
-                    self._close()
-                    raise
+            enter_backend(stack, self.backend, self._close)
             total = self.source.frame_count
             if self.config.max_frames is not None:
                 total = min(total, self.config.max_frames) if total else self.config.max_frames
