@@ -19,7 +19,9 @@ _NAMES = {
     "rebuild_command": "engine_manifest", "onnx_precision": "engine_manifest", "detect_precision": "engine_manifest",
     "TensorRTUnavailable": "tensorrt_build", "EngineBuildError": "tensorrt_build", "build_engine": "tensorrt_build",
     "load_tensorrt": "tensorrt_build", "trt_lane": "tensorrt_build", "engine_layers": "tensorrt_build",
-    "check_engine_here": "tensorrt_build",
+    "check_engine_here": "tensorrt_build", "build_planned": "tensorrt_build",
+    "BuildPlan": "build_plan", "plan_build": "build_plan",
+    "export_verified": "verified_export", "export_fast_verified": "verified_export",
 }
 __all__ = sorted(_NAMES)
 __getattr__ = lazy_attributes(__name__, _NAMES)

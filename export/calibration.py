@@ -28,8 +28,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nedr.errors import UserError
 from nedr.fileio import write_text_atomic
+
+from .qdq import QuantizeError
 
 SYNTHETIC = "synthetic"  # the calibration source made from training photos with synthetic haze
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
@@ -37,8 +38,9 @@ CACHE_FORMAT = 1
 SYNTHETIC_SEED = 2024  # calibration crops; distinct from training's default seed 0
 
 
-class CalibrationError(UserError):
-    """The calibration source cannot give frames; one line naming the source and the fix."""
+class CalibrationError(QuantizeError):
+    """The calibration source cannot give frames; one line naming the source and the fix. A
+    QuantizeError, since calibrating is a step of quantizing: `quantize` lets it through as it is."""
 
 
 @dataclass

@@ -199,10 +199,7 @@ def _save(int8: onnx.ModelProto, onnx_in: Path, info: dict, onnx_out: Path) -> N
     from .onnx_export import save_onnx_atomic  # imports torch: only when writing
 
     _metadata(int8, onnx_in, info)
-    try:
-        save_onnx_atomic(int8, onnx_out)
-    except ExportError as exc:
-        raise QuantizeError(str(exc)) from None
+    save_onnx_atomic(int8, onnx_out)  # its ExportError already names the file
 
 
 def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = SYNTHETIC, frames: int = DEFAULT_FRAMES,
@@ -225,9 +222,10 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     `max_search_evals` inferences per round, and checks the result at `size`). float_stem: keep
     the first convolution (on the raw RGB input) in float, see `stem_convs`. reduce_range: 7-bit
     weights for `cpu` (None: only when the CPU lacks VNNI). backend "modelopt": NVIDIA ModelOpt's ONNX
-    quantizer (tensorrt target; needs `nvidia-modelopt`). Raises QuantizeError (one line).
+    quantizer (tensorrt target; needs `nvidia-modelopt`). Raises QuantizeError (one line); a file that
+    cannot be written raises ExportError as `save_onnx_atomic` does, both NedrErrors naming the file.
     """
-    from .calibration import (CalibrationError, cache_key, calibration_frames, compute_ranges, heldout_frames,
+    from .calibration import (cache_key, calibration_frames, compute_ranges, heldout_frames,
                               load_cached_ranges, save_cached_ranges)
     from .sensitivity import GatedModel
 
@@ -262,10 +260,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     stem = stem_convs(fp32) if float_stem else []
     excluded += stem
 
-    try:
-        calib_set = calibration_frames(calib, size, frames)
-    except CalibrationError as exc:
-        raise QuantizeError(str(exc)) from None
+    calib_set = calibration_frames(calib, size, frames)
     seconds["frames"] = time.perf_counter() - start
 
     if backend == "modelopt":

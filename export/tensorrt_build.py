@@ -1,9 +1,9 @@
 """ONNX → TensorRT engine: a thin shell around the TensorRT builder, imported lazily.
 
 Everything TensorRT-specific is in this file and runs only when `tensorrt` imports; the decisions
-(profile, precision, manifest, compatibility) are plain functions in `profiles` and
-`engine_manifest`. Without TensorRT, `load_tensorrt()` raises `TensorRTUnavailable` with one line
-naming what is missing.
+(profile, precision, manifest, compatibility, the up-front option checks) are plain functions in
+`profiles`, `engine_manifest` and `build_plan`. Without TensorRT, `load_tensorrt()` raises
+`TensorRTUnavailable` with one line naming what is missing.
 
 Version lanes (docs/deployment.md, "TensorRT facts"):
 * "10" (10.x): strong typing is opt-in, so the network is created with
@@ -35,12 +35,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 from nedr.contract import INPUT_NAME
 from nedr.errors import UserError, first_line
 from nedr.fileio import write_bytes_atomic
 
+from .build_plan import BuildPlan, dla_shape_problem
 from .engine_manifest import BuildOptions, format_version, make_manifest, onnx_precision, parse_version, write_manifest
 from .metadata import file_sha256
 from .profiles import Profile, format_hw
@@ -291,8 +292,9 @@ def configure_dla(trt, builder, config, network, lane: Lane, profile: Profile, d
     """Put the network on DLA core `dla_core` with GPU fallback; returns which layers fall back."""
     if lane.dla_unavailable:
         raise EngineBuildError(lane.dla_unavailable)
-    if not profile.is_static:
-        raise EngineBuildError(f"DLA needs static shapes: add --static HxW (e.g. --static {format_hw(profile.opt)})")
+    problem = dla_shape_problem(profile)
+    if problem:
+        raise EngineBuildError(problem)
     cores = int(getattr(builder, "num_DLA_cores", 0) or 0)
     if cores == 0:
         raise EngineBuildError("this device has no DLA (desktop GPUs, Jetson Orin Nano and Jetson Thor have none); "
@@ -394,6 +396,17 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Pro
     return manifest
 
 
+def build_planned(plan: BuildPlan, stream: TextIO | None = None) -> dict[str, Any]:
+    """Build what `plan_build` checked; returns the manifest. Kept beside `build_engine` so callers
+    that plan first (`nedr build`) need not repeat how a plan maps onto its arguments."""
+    options = plan.options
+    return build_engine(
+        plan.model, plan.output, profile=plan.profile,
+        workspace_bytes=None if options.workspace_mib is None else options.workspace_mib << 20,
+        timing_cache=plan.timing_cache, opt_level=options.opt_level, version_compatible=options.version_compatible,
+        dla_core=options.dla_core, options=options, stream=stream)
+
+
 # --------------------------------------------------------------------------- looking inside an engine
 
 def running_identity(trt=None) -> tuple[str, str, str, str | None]:
@@ -403,12 +416,14 @@ def running_identity(trt=None) -> tuple[str, str, str, str | None]:
     return trt.__version__, name, cc, board_model()
 
 
-def check_engine_here(engine_path: str | Path) -> dict[str, Any]:
+def check_engine_here(engine_path: str | Path,
+                      identity: tuple[str, str, str, str | None] | None = None) -> dict[str, Any]:
     """The engine's manifest when it may be loaded on this machine, else EngineMismatchError (one line
-    with the `nedr build` command that rebuilds it). For runtimes to call before deserializing."""
+    with the `nedr build` command that rebuilds it). For runtimes to call before deserializing, and
+    for `nedr inspect`, which passes the `running_identity` it also prints rather than asking twice."""
     from .engine_manifest import require_compatible
 
-    version, name, cc, board = running_identity()
+    version, name, cc, board = identity or running_identity()
     return require_compatible(engine_path, tensorrt_version=version, gpu_name=name, compute_capability=cc,
                               board=board)
 

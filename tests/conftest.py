@@ -77,3 +77,16 @@ def small_model():
 
     torch.manual_seed(0)
     return NeDR().eval()
+
+
+@pytest.fixture(scope="session")
+def demo_triton_repo(tmp_path_factory) -> Path:
+    """`nedr export --triton REPO --no-verify` of the demo weights (transmission on, the default),
+    run once per session: the real path, demo weights → ONNX → REPO/nedr/{config.pbtxt,1/model.onnx}.
+    Read-only for tests: a test that needs another repository writes its own from that model.onnx
+    (`--from-onnx`, which copies the file)."""
+    from nedr.cli import main
+
+    repo = tmp_path_factory.mktemp("demo_triton") / "models"
+    assert main(["export", "--triton", str(repo), "--no-verify"]) == 0
+    return repo

@@ -108,6 +108,7 @@ def exports(dark_model, dark_onnx, public_model, public_onnx):
     return {"dark_channel+filter": (dark_model, dark_onnx), "max, no filter (public file)": (public_model, public_onnx)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["dark_channel+filter", "max, no filter (public file)"])
 def test_onnxruntime_matches_pytorch(exports, variant):
     model, path = exports[variant]
@@ -117,6 +118,7 @@ def test_onnxruntime_matches_pytorch(exports, variant):
         assert c.max_abs_err <= PARITY_ATOL, str(c)
 
 
+@pytest.mark.slow
 def test_one_dynamic_model_runs_at_three_sizes_and_batch_two(dark_model, dark_onnx):
     session = ort.InferenceSession(str(dark_onnx), providers=["CPUExecutionProvider"])
     for h, w in [(128, 160), (192, 128), (160, 224)]:
@@ -130,6 +132,7 @@ def test_one_dynamic_model_runs_at_three_sizes_and_batch_two(dark_model, dark_on
     np.testing.assert_allclose(t, ref.transmission.numpy(), atol=PARITY_ATOL)
 
 
+@pytest.mark.slow
 def test_static_export_has_no_shape_arithmetic(tmp_path, dark_model):
     path = export_onnx(dark_model, tmp_path / "static.onnx", static_size=(128, 160))
     model = onnx.load(str(path))
@@ -144,6 +147,7 @@ def test_static_export_has_no_shape_arithmetic(tmp_path, dark_model):
         verify_onnx(path, dark_model, sizes=((128, 128),))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("which", ["dark", "public"])
 def test_graph_is_tensorrt_clean(dark_onnx, public_onnx, which):
     model = onnx.load(str(dark_onnx if which == "dark" else public_onnx))
@@ -163,6 +167,7 @@ def test_graph_is_tensorrt_clean(dark_onnx, public_onnx, which):
     assert all(not init.data_location for init in model.graph.initializer)  # no external data
 
 
+@pytest.mark.slow
 def test_metadata_and_io(dark_model, dark_onnx, public_file, public_onnx):
     meta = read_metadata(dark_onnx)
     assert meta["version"] == nedr.__version__
@@ -189,6 +194,7 @@ def test_metadata_and_io(dark_model, dark_onnx, public_file, public_onnx):
     assert "hazy float32 batch×3×height×width" in text and "atmosphere=dark_channel" in text
 
 
+@pytest.mark.slow
 def test_verify_passes_and_catches_a_different_model(public_model, public_onnx):
     report = verify_onnx(public_onnx, public_model, sizes=((128, 128),))
     assert report.passed and report.problems == [] and report.max_abs_err <= PARITY_ATOL, report.summary()
@@ -224,6 +230,7 @@ def test_unwritable_output_gives_a_clear_error_and_no_file(tmp_path, dark_model)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_dir"]
 
 
+@pytest.mark.slow
 def test_fp16_conversion(tmp_path, dark_model, dark_onnx):
     out = tmp_path / "dark_fp16.onnx"
     report = convert_fp16(dark_onnx, out, model=dark_model, sizes=SIZES[:1])
@@ -248,7 +255,7 @@ def test_fp16_conversion(tmp_path, dark_model, dark_onnx):
                                              (["--with-transmission"], True)])
 def test_cli_exports_the_transmission_output_by_default(tmp_path, monkeypatch, flags, expected):
     """`nedr run` stabilises A from the `transmission` output, so a plain `nedr-export` carries it."""
-    import nedr.export
+    import nedr.export.verified_export
     from nedr.cli import export_main
 
     seen = {}
@@ -257,6 +264,6 @@ def test_cli_exports_the_transmission_output_by_default(tmp_path, monkeypatch, f
         seen.update(kw)
         raise ExportError("stop here")
 
-    monkeypatch.setattr(nedr.export, "export_checkpoint", fake_export)
+    monkeypatch.setattr(nedr.export.verified_export, "export_checkpoint", fake_export)
     assert export_main(["-o", str(tmp_path / "m.onnx"), "--no-verify", *flags]) == 2
     assert seen["with_transmission"] is expected

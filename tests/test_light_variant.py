@@ -34,12 +34,14 @@ def test_bundled_name_loads_the_light_architecture(light):
     assert full / small >= 4.0, (full, small)
 
 
+@pytest.mark.slow
 def test_export_is_clean_and_matches_pytorch(light, light_onnx):
     assert check_ops(onnx.load(str(light_onnx))) == []
     report = verify_onnx(light_onnx, light, sizes=(SIZE, (160, 224)))
     assert report.passed, report.summary()
 
 
+@pytest.mark.slow
 def test_fp16_conversion_keeps_agreement(light, light_onnx, tmp_path):
     report = convert_fp16(light_onnx, tmp_path / "nedr-s.fp16.onnx", model=light, sizes=(SIZE,))
     assert check_ops(onnx.load(str(tmp_path / "nedr-s.fp16.onnx"))) == []

@@ -119,6 +119,7 @@ def test_state_dict_round_trips_through_weights_only_load(stepped):
     assert_same_state(fresh.state_dict(), obj.state_dict())
 
 
+@pytest.mark.slow
 def test_cycle_losses_fall_on_a_fixed_batch(data):
     torch.manual_seed(0)
     obj = PaperObjective(TinyDehazer(), paper_config(), CPU)
@@ -147,6 +148,7 @@ FULL = os.environ.get("NEDR_FULL_TESTS") == "1"
 
 @pytest.mark.parametrize("h2c", ["tiny", pytest.param("nedr", marks=pytest.mark.skipif(
     not FULL, reason="real NeDR: ~160 GFLOP a step; set NEDR_FULL_TESTS=1"))])
+@pytest.mark.slow
 def test_trainer_resume_equals_uninterrupted_run(tmp_path, monkeypatch, data, h2c):
     """Steps 0–2, saved, resumed by a new Trainer to 4 == the same 4 steps without stopping."""
     if h2c == "tiny":

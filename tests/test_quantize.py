@@ -55,6 +55,7 @@ def _inits(model):
     return {t.name: t for t in model.graph.initializer}
 
 
+@pytest.mark.slow
 def test_tensorrt_zero_points_are_all_zero_and_qdq_sit_on_convs(trt_int8):
     out, report = trt_int8
     model = onnx.load(str(out))
@@ -92,6 +93,7 @@ def test_tensorrt_zero_points_are_all_zero_and_qdq_sit_on_convs(trt_int8):
     assert '"precision": "int8-qdq"' in meta["nedr.options"] and '"target": "tensorrt"' in meta["nedr.options"]
 
 
+@pytest.mark.slow
 def test_int8_runs_in_onnxruntime_cpu_and_is_close_to_fp32(fp32_onnx, trt_int8):
     out, report = trt_int8
     frames = calibration.heldout_frames(SIZE, 2)
@@ -105,6 +107,7 @@ def test_int8_runs_in_onnxruntime_cpu_and_is_close_to_fp32(fp32_onnx, trt_int8):
     assert report.psnr_db >= DEFAULT_MIN_PSNR, report.summary()
 
 
+@pytest.mark.slow
 def test_cache_reuse_skips_calibration_and_target_psnr_search(fp32_onnx, trt_int8, monkeypatch, capsys):
     """With the stem quantized too (42 dB at this size), the search must find what to keep in float
     for 45 dB; the ranges come from the cache, so the calibrator must not run."""
@@ -127,6 +130,7 @@ def test_cache_reuse_skips_calibration_and_target_psnr_search(fp32_onnx, trt_int
     assert json.loads(props["nedr.options"])["int8"]["float_layers"] == report.float_layers
 
 
+@pytest.mark.slow
 def test_cache_misses_when_the_key_changes(trt_int8):
     out, _ = trt_int8
     payload = json.loads(open(f"{out}.calib.json").read())
@@ -160,6 +164,7 @@ def test_missing_or_garbage_onnx(tmp_path):
         quantize(bad, tmp_path / "out.onnx", size=SIZE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["empty_folder", "garbage_video", "empty_video", "missing"])
 def test_empty_or_unreadable_calibration_source(fp32_onnx, tmp_path, kind):
     if kind == "empty_folder":
@@ -184,6 +189,7 @@ def test_empty_or_unreadable_calibration_source(fp32_onnx, tmp_path, kind):
     assert not out.exists() and not (tmp_path / "out.onnx.calib.json").exists()
 
 
+@pytest.mark.slow
 def test_bad_options(fp32_onnx, tmp_path):
     out = tmp_path / "o.onnx"
     with pytest.raises(QuantizeError, match="multiples of 32"):
@@ -253,6 +259,7 @@ def test_search_picks_the_most_sensitive_layers_within_the_cap():
     assert [c[0] for c in _children((), list(gains))] == ["backbone", "drem", "output_head", "idrm", "kan_cid"]
 
 
+@pytest.mark.slow
 def test_cli_cpu_target_uses_uint8_activations(fp32_onnx, trt_int8, tmp_path, capsys, monkeypatch):
     import argparse
 

@@ -87,7 +87,7 @@ def _check_restart(src: LiveSource, srv, log: list[str], down: float = 0.5) -> d
     return info
 
 
-@pytest.mark.parametrize("server", ["mpegts", "mjpeg"], indirect=True)
+@pytest.mark.parametrize("server", [pytest.param("mpegts", marks=pytest.mark.slow), "mjpeg"], indirect=True)
 def test_reconnects_after_the_server_restarts(server):
     log: list[str] = []
     src = _open(server.url, log=log.append)
@@ -95,6 +95,7 @@ def test_reconnects_after_the_server_restarts(server):
     _check_restart(src, server, log)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["mjpeg", "mpegts"], indirect=True)
 def test_a_stalled_stream_is_noticed_and_reconnected(server):
     """The server freezes (SIGSTOP: the connection stays open, no byte comes): a stall notice after
@@ -192,6 +193,7 @@ class _Restarter(threading.Thread):
             self.error = exc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["mjpeg", "mpegts"], indirect=True)
 def test_cli_live_run_reconnects_and_records_in_real_time(capsys, monkeypatch, tmp_path, server):
     """~6 fps processed (a 0.15 s backend) of a 10 fps stream (which MJPEG even reports as 25 fps), with

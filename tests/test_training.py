@@ -62,6 +62,7 @@ def runs(tmp_path_factory):
     return full, resumed
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(runs):
     full, resumed = runs
     assert full.step == resumed.step == 2
@@ -77,6 +78,7 @@ def test_resume_equals_uninterrupted_run(runs):
     assert resumed.history[-1]["lr"] == full.history[-1]["lr"] == full.cfg.lr / 2
 
 
+@pytest.mark.slow
 def test_training_log_csv(runs):
     full, _ = runs
     with (full.out / "train_log.csv").open(newline="") as f:
@@ -136,6 +138,7 @@ def test_folder_samples_reads_nested_images_and_shrinks_large_ones(tmp_path):
         folder_samples([tmp_path / "nope"])
 
 
+@pytest.mark.slow
 def test_cli_train_smoke(tmp_path):
     bank = save_bank(astronaut(), tmp_path / "bank.npz")
     photos = tmp_path / "photos"

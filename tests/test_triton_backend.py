@@ -167,6 +167,7 @@ def _frames(clip: Path, count: int) -> list[np.ndarray]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_outputs_equal_the_onnxruntime_backend(server, model_files, tmp_path, protocol):
     frames = _frames(write_clip(tmp_path / "c.mp4", frames=4, size=(200, 150)), 4)
@@ -182,14 +183,17 @@ def test_outputs_equal_the_onnxruntime_backend(server, model_files, tmp_path, pr
 
 
 @pytest.fixture(scope="module")
-def demo_model_server(pytriton, tmp_path_factory):
+def demo_model_server(pytriton, demo_triton_repo, tmp_path_factory):
     """tritonserver serving the demo weights as `nedr export --triton REPO` writes them (CPU
-    instances; the ONNX export unverified here, test_export covers that) → (server, the model.onnx)."""
+    instances; the ONNX export unverified here, test_export covers that) → (server, the model.onnx).
+    The export is the session's (conftest.demo_triton_repo); this repository gets a copy of it."""
     from nedr.cli import main
 
     work = tmp_path_factory.mktemp("triton_demo")
     repo = work / "repo"
-    assert main(["export", "--triton", str(repo), "--triton-instance", "cpu", "--no-verify"]) == 0
+    exported = demo_triton_repo / "nedr" / "1" / "model.onnx"
+    assert main(["export", "--triton", str(repo), "--from-onnx", str(exported), "--triton-instance", "cpu",
+                 "--no-verify"]) == 0
     model_dir = serve_with_python_backend(repo / "nedr")
     srv = TritonServer(pytriton, repo, work)
     try:
@@ -217,6 +221,7 @@ def test_demo_model_outputs_equal_the_onnxruntime_backend(demo_model_server, tmp
             assert np.abs(got.clean - batch).max() > 1e-3  # a real dehazer, not an identity
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_model_errors_are_one_line(capsys, server, tmp_path, protocol):
     url = _url(server, protocol)
@@ -236,6 +241,7 @@ def test_model_errors_are_one_line(capsys, server, tmp_path, protocol):
             remote.infer_full(np.zeros((1, 3, 160, 224), np.float32))
 
 
+@pytest.mark.slow
 def test_model_without_transmission_runs_unstabilised(capsys, server, tmp_path):
     clip = write_clip(tmp_path / "c.mp4", frames=3)
     assert run_cli(["--source", str(clip), "--url", server.grpc_url, "--triton-model", "nedr_clean", "-o",
@@ -274,6 +280,7 @@ class _Killer(threading.Thread):
             self.error = exc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_run_survives_a_server_restart(capsys, monkeypatch, pytriton, model_files, tmp_path, protocol):
     """tritonserver is killed (SIGKILL) after 10 frames and started again 0.5 s later: the run logs
@@ -308,6 +315,7 @@ def test_run_survives_a_server_restart(capsys, monkeypatch, pytriton, model_file
         assert np.array_equal(cv2.imread(str(a)), cv2.imread(str(b))), a.name
 
 
+@pytest.mark.slow
 def test_four_files_and_two_live_streams_through_triton(capsys, server, tmp_path):
     """4 file sources and 2 synthetic live streams (FFmpeg's testsrc2 over MPEG-TS/TCP and MJPEG/HTTP)
     at once through one gRPC client: every stream has its output and its own figures, and frames

@@ -375,10 +375,10 @@ def test_cli_errors_are_one_line(tiny, tmp_path, capsys):
 
 @needs_tritonclient
 @pytest.mark.slow
-def test_cli_exports_demo_weights_to_repository(tmp_path, capsys):
-    """The real path: demo weights → ONNX (unverified here: test_export covers that) → repository."""
-    repo = tmp_path / "models"
-    assert main(["export", "--triton", str(repo), "--no-verify"]) == 0  # transmission is on by default
+def test_cli_exports_demo_weights_to_repository(demo_triton_repo):
+    """The real path: demo weights → ONNX (unverified here: test_export covers that) → repository
+    (`nedr export --triton REPO --no-verify`, run once per session by conftest.demo_triton_repo)."""
+    repo = demo_triton_repo
     config = parse((repo / "nedr/config.pbtxt").read_text())
     assert config.platform == "onnxruntime_onnx" and config.max_batch_size == 8
     assert [(t.name, list(t.dims)) for t in config.input] == [("hazy", [3, -1, -1])]

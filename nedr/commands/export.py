@@ -6,10 +6,8 @@ from the checkpoint's export, or from an existing ONNX (`--from-onnx`) or engine
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
 
-from nedr.contract import META_CHECKPOINT, META_CHECKPOINT_SHA256
 from nedr.errors import UserError
 
 HELP = "export a checkpoint to ONNX (verified against PyTorch), FP32 or FP16, or a Triton model repository"
@@ -73,65 +71,27 @@ def run(args: argparse.Namespace) -> int:
         return _run_triton(args)
     if args.from_onnx or args.from_engine:
         raise UserError("--from-onnx/--from-engine name what to put in a Triton repository: add --triton REPO")
-    return _export(args, Path(args.output or "nedr.onnx"))
+    _export(args, Path(args.output or "nedr.onnx"))
+    return 0
 
 
 def _with_transmission(args: argparse.Namespace) -> bool:
     return args.with_transmission is not False
 
 
-def _export(args: argparse.Namespace, out: Path) -> int:
-    from nedr.bundled import resolve_weights
-    from nedr.export import convert_fp16, export_checkpoint, verify_onnx
-    from nedr.model import load_checkpoint
+def _export(args: argparse.Namespace, out: Path) -> None:
+    from nedr.export.verified_export import export_fast_verified, export_verified
 
-    if out.suffix != ".onnx":
-        raise UserError(f"{out}: output must end in .onnx")
-    checkpoint = resolve_weights(args.checkpoint)
-    fp32_path = out if args.precision == "fp32" else out.with_name(out.stem + ".fp32.onnx")
-    if args.fast:
-        return _export_fast(args, checkpoint, out)
-    export_checkpoint(checkpoint, fp32_path, atmosphere=args.atmosphere, guided_filter=args.guided_filter,
-                      opset=args.opset, static_size=args.static, with_transmission=_with_transmission(args))
-    print(f"exported {fp32_path}")
-    model = None
-    if args.verify or args.precision == "fp16":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # export already reported loading warnings
-            model = load_checkpoint(checkpoint, atmosphere=args.atmosphere, guided_filter=args.guided_filter)
-    if args.verify:
-        report = verify_onnx(fp32_path, model, atol=args.atol)
-        print(report.summary())
-        if not report.passed:
-            fp32_path.unlink(missing_ok=True)
-            raise UserError(f"{fp32_path}: verification failed (max abs error {report.max_abs_err:.2e} > "
-                            f"{args.atol:g}); file removed")
-    if args.precision == "fp16":
-        report = convert_fp16(fp32_path, out, model=model)
-        print(report.summary())
-        print(f"wrote {out} (FP16) and {fp32_path} (FP32 source)")
-    return 0
-
-
-def _export_fast(args: argparse.Namespace, checkpoint, out: Path) -> int:
-    """The fast variant: verified structurally (checker, shape inference, TensorRT op table);
-    its numerics against PyTorch are covered by the runtime's fast-mode tests."""
-    from nedr.export.fast_export import export_fast_onnx
-    from nedr.export.metadata import file_sha256
-    from nedr.export.verify import check_model_file
-    from nedr.model import load_checkpoint
-
+    options = dict(verify=args.verify, atmosphere=args.atmosphere, guided_filter=args.guided_filter, opset=args.opset,
+                   with_transmission=_with_transmission(args))
+    if not args.fast:
+        export_verified(args.checkpoint, out, precision=args.precision, atol=args.atol, static_size=args.static,
+                        log=print, **options)
+        return
     if args.precision != "fp32" or args.static:
         raise UserError("--fast exports FP32 with dynamic input size; drop --precision/--static")
-    model = load_checkpoint(checkpoint, atmosphere=args.atmosphere, guided_filter=args.guided_filter)
-    export_fast_onnx(model, out, infer_hw=args.fast, opset=args.opset, with_transmission=_with_transmission(args),
-                     metadata={META_CHECKPOINT: Path(checkpoint).name, META_CHECKPOINT_SHA256: file_sha256(checkpoint)})
-    problems = check_model_file(out) if args.verify else []
-    if problems:
-        out.unlink(missing_ok=True)
-        raise UserError(f"{out}: {problems[0]}; file removed")
+    export_fast_verified(args.checkpoint, out, args.fast, **options)
     print(f"exported {out} (fast: network at {args.fast[0]}×{args.fast[1]}, guided upsampling to the input size)")
-    return 0
 
 
 def _run_triton(args: argparse.Namespace) -> int:

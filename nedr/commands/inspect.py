@@ -43,41 +43,50 @@ def inspect_onnx_file(path: Path, as_json: bool) -> str:
 
 
 def inspect_engine_file(path: Path, as_json: bool, layer_limit: int) -> str:
-    from nedr.export.engine_manifest import check_manifest, format_manifest, load_manifest, mismatch_message
-    from nedr.export.tensorrt_build import (TensorRTUnavailable, board_model, engine_layers, format_layers,
-                                            gpu_identity, load_tensorrt)
+    from nedr.export.engine_manifest import format_manifest, load_manifest
 
     engine = path if path.suffix != ".json" else path.with_suffix("")
     manifest = load_manifest(path)
     report: dict = {"manifest": manifest}
     lines = [format_manifest(manifest)]
+    _check_here(engine, manifest, layer_limit, report, lines)
+    return json.dumps(report, indent=2, default=str) if as_json else "\n".join(lines)
+
+
+def _check_here(engine: Path, manifest: dict, layer_limit: int, report: dict, lines: list[str]) -> None:
+    """Fill `report["here"]` (and the layers, when the engine loads here) and the lines that say it."""
+    from nedr.export.engine_manifest import EngineMismatchError
+    from nedr.export.tensorrt_build import (TensorRTUnavailable, check_engine_here, engine_layers, format_layers,
+                                            load_tensorrt, running_identity)
+
     try:
         trt = load_tensorrt()
     except TensorRTUnavailable as exc:
         report["here"] = f"not checked: {exc}"
         lines.append(f"here: layer listing and compatibility check need TensorRT ({UserError.describe(exc)})")
+        return
+    try:
+        identity = running_identity(trt)
+    except UserError as exc:
+        report["here"] = f"not checked: {exc}"
+        lines.append(f"here: TensorRT {trt.__version__}, GPU unknown ({UserError.describe(exc)})")
+        return
+    version, name, cc, _board = identity
+    try:
+        check_engine_here(engine, identity)
+    except EngineMismatchError as exc:
+        report["here"] = str(exc)
+        lines.append(f"here: cannot load ({report['here']})")
     else:
-        try:
-            name, cc = gpu_identity()
-        except UserError as exc:
-            name = cc = None
-            report["here"] = f"not checked: {exc}"
-            lines.append(f"here: TensorRT {trt.__version__}, GPU unknown ({UserError.describe(exc)})")
-        if name is not None:
-            problems = check_manifest(manifest, trt.__version__, name, cc, board_model())
-            if problems:
-                report["here"] = mismatch_message(engine, manifest, problems)
-                lines.append(f"here: cannot load ({report['here']})")
-            elif not engine.is_file():
-                report["here"] = f"{engine} not found"
-                lines.append(f"here: compatible (TensorRT {trt.__version__}, {name}), but {engine} is missing")
-            else:
-                layers = engine_layers(engine, version_compatible=bool(manifest.get("version_compatible")))
-                report["here"] = "compatible"
-                report["layers"] = layers
-                lines.append(f"here: compatible (TensorRT {trt.__version__} on {name}, compute {cc})")
-                lines.append(format_layers(layers, limit=layer_limit))
-    return json.dumps(report, indent=2, default=str) if as_json else "\n".join(lines)
+        if not engine.is_file():
+            report["here"] = f"{engine} not found"
+            lines.append(f"here: compatible (TensorRT {version}, {name}), but {engine} is missing")
+        else:
+            layers = engine_layers(engine, version_compatible=bool(manifest.get("version_compatible")))
+            report["here"] = "compatible"
+            report["layers"] = layers
+            lines.append(f"here: compatible (TensorRT {version} on {name}, compute {cc})")
+            lines.append(format_layers(layers, limit=layer_limit))
 
 
 def run(args: argparse.Namespace) -> int:
