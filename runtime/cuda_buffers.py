@@ -94,7 +94,18 @@ class Stream:
         self.close()
 
 
-class DeviceBuffer:
+class _FreedOnExit:
+    """`with` frees the CUDA memory on the way out, error or not: a leaked cudaMalloc outlives the
+    backend and fills the device over a long run."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.free()
+
+
+class DeviceBuffer(_FreedOnExit):
     """`nbytes` of device memory (cudaMalloc); `ptr` is the address TensorRT binds."""
 
     def __init__(self, nbytes: int) -> None:
@@ -124,14 +135,8 @@ class DeviceBuffer:
             check(load_cudart().cudaFree(self.ptr), "cudaFree")
             self.ptr = 0
 
-    def __enter__(self) -> "DeviceBuffer":
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.free()
-
-
-class PinnedBuffer:
+class PinnedBuffer(_FreedOnExit):
     """`nbytes` of page-locked host memory (cudaMallocHost), seen from numpy through `view()`.
 
     Async copies need pinned memory to actually overlap with compute; a view must not outlive
@@ -155,12 +160,6 @@ class PinnedBuffer:
             self._bytes = None
             check(load_cudart().cudaFreeHost(self.ptr), "cudaFreeHost")
             self.ptr = 0
-
-    def __enter__(self) -> "PinnedBuffer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.free()
 
 
 class CudaGraph:
