@@ -15,7 +15,7 @@ files, so the data travels as a bank of the bundled sources and a folder of JPEG
 (the shim maps the repo's folders onto the `nedr` package, as scripts/gpu_bench.sh does).
 
 Weights come back as float16 safetensors shards (the device returns files of at most 16 MiB);
-`nedr.model.checkpoint.merge_shards` joins them. `--init none --no-freeze-bn --atmosphere dark_channel
+`nedr.model.checkpoint.merge_shards` joins them. `--init none --no-freeze-bn --lr 3e-4 --atmosphere dark_channel
 --loss-atmosphere estimate` with the old bank is how the first demo weights were trained.
 """
 from __future__ import annotations
