@@ -85,17 +85,6 @@ def write_video(frames: list[np.ndarray], path: Path, fps: float = 25.0) -> Path
     return path
 
 
-def read_video(path: Path) -> list[np.ndarray]:
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
-
-
 def score(frames: list[np.ndarray], clean: list[np.ndarray]) -> dict:
     from nedr.model.metrics import psnr, ssim
 
@@ -121,16 +110,17 @@ def nedr_run(source: Path, out: Path, *extra: str) -> dict:
 
 def bench_clip(threads: int, reference_frames: int) -> dict:
     from nedr.benchmarks.dcp import dehaze_dcp
+    from nedr.model.samples import read_frames
 
     clean, hazy = clip_frames()
     with tempfile.TemporaryDirectory() as tmp:
         source = write_video(hazy, Path(tmp) / "bikes-heldout-640x360-hazy.mp4")
-        hazy_decoded = read_video(source)
+        hazy_decoded = read_frames(source)
         default_run = nedr_run(source, Path(tmp) / "realtime.mp4", *(("--threads", str(threads)) if threads else ()))
-        realtime_out = read_video(Path(tmp) / "realtime.mp4")
+        realtime_out = read_frames(Path(tmp) / "realtime.mp4")
         full_run = nedr_run(source, Path(tmp) / "full.mp4", "--model", "nedr", "--precision", "fp32", "--scale", "1",
                             "--max-frames", str(reference_frames))
-        full_out = read_video(Path(tmp) / "full.mp4")
+        full_out = read_frames(Path(tmp) / "full.mp4")
     k = reference_frames
     dcp = [dehaze_dcp(f) for f in hazy_decoded[:k]]
     return {"clip": f"bikes.mp4 frames {HELDOUT[0]}-{HELDOUT[1] - 1} (held out), stretched to "

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nedr.contract import INPUT_NAME
 from nedr.errors import UserError, first_line
 
 from .engine_manifest import BuildOptions, onnx_precision
 from .profiles import Profile, ProfileError, format_hw, make_profile, static_profile
+
+if TYPE_CHECKING:
+    import onnx
 
 
 @dataclass(frozen=True)
@@ -29,15 +32,19 @@ class BuildPlan:
     timing_cache: Path | None
 
 
-def onnx_input_shapes(path: Path) -> dict[str, list]:
-    """Graph input shapes by name, in graph order (dims: int, or the symbolic name for a dynamic axis);
-    read without the weights' external data, so it is quick for any model size."""
+def _read_onnx(path: Path) -> onnx.ModelProto:
+    """The graph without the weights' external data (quick for any model size), read once for the
+    input's shape and the precision."""
     import onnx
 
     try:
-        model = onnx.load_model(str(path), load_external_data=False)
+        return onnx.load_model(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and others
         raise UserError(f"{path}: not a readable ONNX file ({first_line(exc)[:160]})") from None
+
+
+def onnx_input_shapes(model: onnx.ModelProto) -> dict[str, list]:
+    """Graph input shapes by name, in graph order (dims: int, or the symbolic name for a dynamic axis)."""
     inits = {t.name for t in model.graph.initializer}
     shapes = {}
     for value in model.graph.input:
@@ -108,14 +115,15 @@ def plan_build(model: str | Path, output: str | Path | None = None, *, static: s
         raise FileNotFoundError(f"{model}: no such file")
     if not model.is_file():
         raise UserError(f"{model}: not a file (give the .onnx file exported by nedr-export)")
-    shapes = onnx_input_shapes(model)
+    graph = _read_onnx(model)
+    shapes = onnx_input_shapes(graph)
     if INPUT_NAME not in shapes:
         raise UserError(f"{model} has no input {INPUT_NAME!r} (inputs: {', '.join(shapes) or 'none'}); "
                         "build an ONNX exported by nedr-export")
     profile = resolve_profile(shapes[INPUT_NAME], static=static, min_hw=min_hw, opt_hw=opt_hw, max_hw=max_hw)
     if workspace_mib is not None and workspace_mib <= 0:
         raise UserError(f"--workspace {workspace_mib}: give a size in MiB > 0")
-    precision = onnx_precision(model)
+    precision = onnx_precision(graph)
     if dla_core is not None:
         check_dla_request(dla_core, profile, precision["precision"], model.name)
     output = Path(output) if output else model.with_suffix(".engine")
@@ -125,9 +133,19 @@ def plan_build(model: str | Path, output: str | Path | None = None, *, static: s
     cache = Path(timing_cache) if timing_cache else None
     if cache is not None:
         _check_writable(cache, "timing cache")
-    options = BuildOptions(
-        onnx=given, output=str(output),
-        **({"static": format_hw(profile.opt)} if profile.is_static else profile.to_dict()),
-        workspace_mib=workspace_mib, timing_cache=None if cache is None else str(timing_cache), opt_level=opt_level,
-        version_compatible=bool(version_compatible), dla_core=dla_core)
+    options = recorded_options(given, output, profile, workspace_mib=workspace_mib,
+                               timing_cache=None if cache is None else timing_cache, opt_level=opt_level,
+                               version_compatible=version_compatible, dla_core=dla_core)
     return BuildPlan(model, output, profile, precision, options, cache)
+
+
+def recorded_options(onnx: str | Path, output: str | Path, profile: Profile, *, workspace_mib: int | None = None,
+                     timing_cache: str | Path | None = None, opt_level: int | None = None,
+                     version_compatible: bool = False, dla_core: int | None = None) -> BuildOptions:
+    """The options a manifest records for a build (a static profile as --static), one mapping for
+    `plan_build` and a `build_engine` called without a plan."""
+    return BuildOptions(
+        onnx=str(onnx), output=str(output),
+        **({"static": format_hw(profile.opt)} if profile.is_static else profile.to_dict()),
+        workspace_mib=workspace_mib, timing_cache=None if timing_cache is None else str(timing_cache),
+        opt_level=opt_level, version_compatible=bool(version_compatible), dla_core=dla_core)

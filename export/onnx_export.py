@@ -40,11 +40,10 @@ from torch import nn
 
 from nedr.contract import (INPUT_NAME, META_CHECKPOINT, META_CHECKPOINT_SHA256, META_INPUT, META_OPTIONS, META_PREFIX,
                            META_VERSION, META_WEIGHTS_SHA256, MIN_SIZE, OUTPUT_CLEAN, OUTPUT_TRANSMISSION, PAD_MULTIPLE,
-                           meets_contract)
+                           TOP_FRACTION_DIVISOR, TOPK_MAX, meets_contract)
 from nedr.errors import first_line
 from nedr.fileio import atomic_write, output_problem
 from nedr.model.network import NeDR
-from nedr.model.physics import TOPK_MAX
 
 from .metadata import ExportError, encode_value, file_sha256
 from .ops import check_ops
@@ -87,7 +86,7 @@ def input_contract() -> dict[str, Any]:
         "name": INPUT_NAME, "dtype": "float32", "layout": "NCHW", "channels": "RGB", "range": [0.0, 1.0],
         "normalisation": "none", "pad_multiple": PAD_MULTIPLE, "min_size": MIN_SIZE,
         "padding": "pad right/bottom (reflect where the image is large enough) to the contract, crop the output back",
-        "topk_max": TOPK_MAX, "exact_atmosphere_max_pixels": (TOPK_MAX + 1) * 1000 - 1,
+        "topk_max": TOPK_MAX, "exact_atmosphere_max_pixels": (TOPK_MAX + 1) * TOP_FRACTION_DIVISOR - 1,
     }
 
 

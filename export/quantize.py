@@ -295,7 +295,8 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     t = time.perf_counter()
     emulate = target == "tensorrt"
     validation = heldout_frames(size, validation_frames)
-    references = run_frames(ort_session(onnx_in), validation)
+    fp32_session = ort_session(onnx_in)  # the references here and for the search's probe frames
+    references = run_frames(fp32_session, validation)
     outputs = run_frames(ort_session(int8, optimize=not emulate), validation)
     psnr, worst = psnr_over_frames(outputs, references)
     seconds["validate"] = time.perf_counter() - t
@@ -315,7 +316,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
         worst_first = np.argsort([psnr_over_frames([o], [r])[0] for o, r in zip(outputs, references)])
         pick = sorted(int(i) for i in worst_first[:max(1, min(search_frames, len(validation)))])
         probe = [f for i, f in enumerate(heldout_frames(small, validation_frames)) if i in pick]
-        probe_refs = run_frames(ort_session(onnx_in), probe)
+        probe_refs = run_frames(fp32_session, probe)
         goal = target_psnr
         say(f"  scoring layers on the {len(probe)} worst held-out frame(s), at {small[0]}x{small[1]}")
         for _ in range(3):

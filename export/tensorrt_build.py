@@ -41,7 +41,7 @@ from nedr.contract import INPUT_NAME
 from nedr.errors import UserError, first_line
 from nedr.fileio import write_bytes_atomic
 
-from .build_plan import BuildPlan, dla_shape_problem
+from .build_plan import BuildPlan, dla_shape_problem, recorded_options
 from .engine_manifest import BuildOptions, format_version, make_manifest, onnx_precision, parse_version, write_manifest
 from .metadata import file_sha256
 from .profiles import Profile, format_hw
@@ -315,12 +315,13 @@ def configure_dla(trt, builder, config, network, lane: Lane, profile: Profile, d
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Profile,
                  workspace_bytes: int | None = None, timing_cache: str | Path | None = None,
                  opt_level: int | None = None, version_compatible: bool = False, dla_core: int | None = None,
-                 options: BuildOptions | None = None, stream=None,
+                 options: BuildOptions | None = None, precision: dict[str, Any] | None = None, stream=None,
                  gpu: tuple[str, str] | Callable[[], tuple[str, str]] | None = None) -> dict[str, Any]:
     """Build `engine_path` from `onnx_path` and write `engine_path.json`; returns the manifest.
 
     `options` is what the command line asked for (recorded so a mismatch can print the rebuild
-    command); by default it is derived from the arguments. `gpu` is (name, compute capability) or a
+    command); by default it is derived from the arguments. `precision` is `onnx_precision(onnx_path)`
+    where the caller has it already (default: read here). `gpu` is (name, compute capability) or a
     callable returning it. Raises TensorRTUnavailable / EngineBuildError with one-line messages and
     leaves no partial engine behind.
     """
@@ -330,14 +331,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, profile: Pro
     lane = lane_for(trt.__version__)
     gpu = gpu_identity if gpu is None else gpu
     gpu_name, cc = gpu() if callable(gpu) else gpu
-    precision = onnx_precision(onnx_path)
+    precision = dict(precision) if precision is not None else onnx_precision(onnx_path)  # make_manifest pops
     if options is None:
-        options = BuildOptions(
-            onnx=str(onnx_path), output=str(engine_path),
-            **({"static": format_hw(profile.opt)} if profile.is_static else profile.to_dict()),
+        options = recorded_options(
+            onnx_path, engine_path, profile,
             workspace_mib=None if workspace_bytes is None else -(-int(workspace_bytes) // (1 << 20)),
-            timing_cache=None if timing_cache is None else str(timing_cache), opt_level=opt_level,
-            version_compatible=version_compatible, dla_core=dla_core)
+            timing_cache=timing_cache, opt_level=opt_level, version_compatible=version_compatible, dla_core=dla_core)
 
     logger = make_logger(trt, stream)
     builder = trt.Builder(logger)
@@ -404,7 +403,7 @@ def build_planned(plan: BuildPlan, stream: TextIO | None = None) -> dict[str, An
         plan.model, plan.output, profile=plan.profile,
         workspace_bytes=None if options.workspace_mib is None else options.workspace_mib << 20,
         timing_cache=plan.timing_cache, opt_level=options.opt_level, version_compatible=options.version_compatible,
-        dla_core=options.dla_core, options=options, stream=stream)
+        dla_core=options.dla_core, options=options, precision=plan.precision, stream=stream)
 
 
 # --------------------------------------------------------------------------- looking inside an engine

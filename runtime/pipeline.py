@@ -22,11 +22,13 @@ run ends (or when used as a context manager, however the `with` block ends, run 
 
 Here: the threads and their hand-offs. The per-frame math (`FrameProcessor`, `RunConfig`) is in
 `frame_math`, the figures (`StageTimes`, the summary, `format_summary`) in `summary`, and the stop
-signals in `stop_signals`; their public names are importable from here as well.
+signals in `stop_signals`; the names callers use with a pipeline (`FrameProcessor`, `RunConfig`,
+`format_summary`, ...) are importable from here as well.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import queue
 import signal
@@ -43,12 +45,11 @@ from .backends import Backend
 from .frame_math import FrameProcessor, RunConfig, Work
 from .sinks import Sink, StopRun, as_sink
 from .sources import Source
-from .stop_signals import (ALL_STOP_SIGNALS, STOP_SIGNALS, StopSignal, exit_discarding, forced_exit_on_signal,
-                           signal_handlers)
-from .summary import STAGES, StageTimes, format_summary, run_summary
+from .stop_signals import ALL_STOP_SIGNALS, StopSignal, forced_exit_on_signal, signal_handlers
+from .summary import StageTimes, format_summary, run_summary
 
-__all__ = ["STAGES", "STOP_SIGNALS", "FrameProcessor", "Pipeline", "RunConfig", "StageTimes", "StopSignal", "Work",
-           "close_all", "exit_discarding", "format_summary", "run_pipeline"]
+__all__ = ["FrameProcessor", "Pipeline", "RunConfig", "StageTimes", "StopSignal", "Work", "close_all", "format_summary",
+           "run_pipeline"]
 
 
 class _End:
@@ -130,6 +131,7 @@ class Pipeline:
         self.warmup_s = 0.0
         self._warm: set[tuple[int, int]] = set()
         self._bar = None
+        self._postfix_at = -math.inf  # when the progress bar's figures were last computed
         self._t0: float | None = None
         self._t_end: float | None = None
         cpus = os.cpu_count() or 1
@@ -237,14 +239,19 @@ class Pipeline:
         bar = self._bar
         if bar is None:
             return
-        elapsed = max(1e-9, time.perf_counter() - (self._t0 or time.perf_counter()))
-        infer = self.times.p50_ms("infer")
-        parts = [f"{self.completed / elapsed:.1f} fps"]
-        if infer is not None:
-            parts.append(f"infer {infer:.0f} ms")
-        if self.source.live:
-            parts.append(f"dropped {self.source.dropped}")
-        bar.set_postfix_str(", ".join(parts), refresh=False)
+        now = time.perf_counter()
+        # The bar redraws at most every `mininterval`; the median over every frame so far grows with
+        # the run, so it is taken only when a redraw can show it, and never for a disabled bar.
+        if not bar.disable and now - self._postfix_at >= bar.mininterval:
+            self._postfix_at = now
+            elapsed = max(1e-9, now - (self._t0 or now))
+            infer = self.times.p50_ms("infer")
+            parts = [f"{self.completed / elapsed:.1f} fps"]
+            if infer is not None:
+                parts.append(f"infer {infer:.0f} ms")
+            if self.source.live:
+                parts.append(f"dropped {self.source.dropped}")
+            bar.set_postfix_str(", ".join(parts), refresh=False)
         bar.update(1)
 
     def _show(self) -> None:

@@ -27,8 +27,6 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-CARRY_MAX_SIDE = 1024  # photos' long side in the carry (what `nedr train --sources` shrinks them to anyway)
-
 
 def make_carry(folder: Path, photos: list[str]) -> None:
     """Write bank.npz (bundled sources), heldout.npz and photos/*.jpg under `folder`."""
@@ -41,7 +39,7 @@ def make_carry(folder: Path, photos: list[str]) -> None:
     save_bank(heldout_samples(), folder / "heldout.npz")
     out = folder / "photos"
     out.mkdir(exist_ok=True)
-    for sample in folder_samples(photos, max_side=CARRY_MAX_SIDE) if photos else []:
+    for sample in folder_samples(photos):  # shrunk to what `nedr train --sources` would use anyway
         path = out / (sample.name.replace("/", "__") + ".jpg")
         cv2.imwrite(str(path), cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 2**20

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from nedr.runtime.backends import OnnxRuntimeBackend, create_backend
+from nedr.runtime.backends import OnnxRuntimeBackend
 from nedr.runtime.errors import BackendError
 from nedr.runtime.frames import pad_hwc, to_batch, to_float
 from nedr.runtime.sources import open_source

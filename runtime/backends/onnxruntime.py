@@ -41,9 +41,9 @@ class OnnxRuntimeBackend(Backend):
         super().__init__()
         if model and Path(model).suffix.lower() in CHECKPOINT_SUFFIXES:  # a checkpoint: export it once, cached
             model, checkpoint = None, checkpoint or model
-        *others, last = TABLE[self.name].precisions
-        if precision not in (None, *others, last):
-            raise BackendError(f"unknown precision {precision!r}; use {', '.join(others)} or {last}")
+        precisions = TABLE[self.name].precisions
+        if precision not in (None, *precisions):
+            raise BackendError(f"unknown precision {precision!r}; use {', '.join(precisions[:-1])} or {precisions[-1]}")
         if model and precision:
             raise BackendError(f"{Path(model).name} has its precision already; --precision derives a file from a "
                                "checkpoint (make one with nedr-export --precision fp16 or nedr quantize)")
@@ -116,7 +116,8 @@ class OnnxRuntimeBackend(Backend):
         meta = self._session.get_modelmeta().custom_metadata_map
         try:
             self.options_meta = json.loads(meta.get(META_PREFIX + META_OPTIONS, "{}"))
-            self.fast_meta = json.loads(meta[META_PREFIX + META_FAST]) if META_PREFIX + META_FAST in meta else None
+            fast = meta.get(META_PREFIX + META_FAST)
+            self.fast_meta = json.loads(fast) if fast is not None else None
         except ValueError:
             self.options_meta, self.fast_meta = {}, None
         self.accepts_any_size = self.fast_meta is not None
