@@ -19,6 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--bank", help="a sample bank .npz (nedr.model.samples.save_bank) instead of the bundled samples")
     data.add_argument("--sources", nargs="+", default=[], metavar="DIR",
                       help="extra folders of clean photos for synthetic haze (searched recursively; docs/training-data.md)")
+    data.add_argument("--rooms", type=int, default=0, metavar="N",
+                      help="add N rendered rooms (indoor scenes with true depth, textured from the sources; "
+                           "nedr.model.rooms) to the synthetic-haze sources (default: 0)")
     data.add_argument("--convention", choices=("linear", "srgb"), default=None,
                       help="haze synthesis convention (default: both, drawn per crop)")
     data.add_argument("--scale", type=float, nargs=2, default=(0.4, 1.0), metavar=("MIN", "MAX"),
@@ -69,6 +72,13 @@ def build_datasets(args: argparse.Namespace, crop: int, seed: int):
         train = load_bank(args.bank) + folder_samples(args.sources)
     else:
         train = training_samples(args.sources)
+    if args.rooms < 0:
+        raise UserError(f"--rooms {args.rooms}: give a count >= 0")
+    if args.rooms:
+        from nedr.model.rooms import room_samples
+
+        print(f"rendering {args.rooms} rooms ...", flush=True)
+        train = train + room_samples(args.rooms, [s.image for s in train], seed=seed)
     val = SyntheticHaze(heldout_samples(), 256, seed=777, scale=(1.0, 1.0)) if args.val_every > 0 else None
     return SyntheticHaze(train, crop, seed, scale=tuple(args.scale), convention=args.convention), val
 
@@ -86,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                           loss_atmosphere=args.loss_atmosphere, t_weight=args.t_weight,
                           architecture=ARCHITECTURES[args.arch].to_config(),
                           data={"hazy": args.hazy, "clean": args.clean, "paired": args.paired, "bank": args.bank,
-                                "sources": args.sources, "convention": args.convention or "both",
+                                "sources": args.sources, "rooms": args.rooms, "convention": args.convention or "both",
                                 "scale": list(args.scale)})
     except ValueError as exc:
         raise UserError(str(exc)) from None
