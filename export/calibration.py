@@ -98,14 +98,11 @@ def synthetic_frames(size: tuple[int, int], count: int, seed: int = SYNTHETIC_SE
 
 
 def folder_frames(folder: Path, size: tuple[int, int], count: int) -> FrameSet:
-    from nedr.model.imageio import DataError, list_images, read_image
+    from nedr.model.imageio import list_images, read_image
 
-    try:
-        files = list_images(folder, role="calibration")
-        chosen = [files[i] for i in _spread(len(files), count)]
-        frames = [fit_frame(read_image(p), size) for p in chosen]
-    except DataError as exc:
-        raise CalibrationError(str(exc)) from None
+    files = list_images(folder, role="calibration", error=CalibrationError)
+    chosen = [files[i] for i in _spread(len(files), count)]
+    frames = [fit_frame(read_image(p, error=CalibrationError), size) for p in chosen]
     return FrameSet(frames, f"image folder {folder} ({len(frames)} of {len(files)} images)", _digest(frames))
 
 
@@ -139,7 +136,7 @@ def video_frames(path: Path, size: tuple[int, int], count: int) -> FrameSet:
 def calibration_frames(source: str | Path, size: tuple[int, int], count: int) -> FrameSet:
     """Frames from `source`: "synthetic", an image folder, a video file or a single image."""
     from nedr.contract import IMAGE_SUFFIXES
-    from nedr.model.imageio import DataError, read_image
+    from nedr.model.imageio import read_image
 
     if count < 1:
         raise CalibrationError(f"need at least 1 calibration frame, got {count}")
@@ -151,10 +148,7 @@ def calibration_frames(source: str | Path, size: tuple[int, int], count: int) ->
     if path.is_dir():
         return folder_frames(path, size, count)
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        try:
-            frames = [fit_frame(read_image(path), size)]
-        except DataError as exc:
-            raise CalibrationError(str(exc)) from None
+        frames = [fit_frame(read_image(path, error=CalibrationError), size)]
         return FrameSet(frames, f"image {path}", _digest(frames))
     if path.stat().st_size == 0:
         raise CalibrationError(f"calibration video {path} is empty (0 bytes)")

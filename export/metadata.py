@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nedr.contract import META_PREFIX
-from nedr.errors import UserError
+from nedr.errors import NedrError, UserError, first_line
 
 
 def file_sha256(path: str | Path) -> str:
@@ -24,24 +24,25 @@ def encode_value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (dict, list, tuple)) else str(value)
 
 
-def load_onnx(path: str | Path, external_data: bool = False):
-    """An ONNX file as a ModelProto, or a one-line `UserError` naming the file.
+def load_onnx(path: str | Path, external_data: bool = False, *, error: type[NedrError] = UserError):
+    """An ONNX file as a ModelProto, or a one-line `error` (default UserError) naming the file.
 
     protobuf parses an empty file as an empty model and a truncated one with a multi-line
-    DecodeError; both are turned into a message that says what is wrong with which file.
+    DecodeError; both are turned into a message that says what is wrong with which file. `error`
+    lets the caller's stage name the failure (quantize passes QuantizeError), so none re-wraps it.
     """
     import onnx
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such ONNX file")
+        raise error(f"{path}: no such ONNX file")
     try:
         model = onnx.load_model(str(path), load_external_data=external_data)
     except Exception as exc:  # noqa: BLE001 - DecodeError, truncated external data, ...
-        raise UserError(f"{path}: not a readable ONNX file ({type(exc).__name__}: "
-                        f"{UserError.describe(exc)[:120]})") from None
+        raise error(f"{path}: not a readable ONNX file ({type(exc).__name__}: "
+                    f"{first_line(exc)[:120]})") from None
     if not model.graph.node:
-        raise UserError(f"{path}: an ONNX model without a graph (empty or not an ONNX file, {path.stat().st_size} bytes)")
+        raise error(f"{path}: an ONNX model without a graph (empty or not an ONNX file, {path.stat().st_size} bytes)")
     return model
 
 

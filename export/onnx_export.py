@@ -213,24 +213,20 @@ def export_onnx(model: NeDR, path: str | Path, *, opset: int = DEFAULT_OPSET,
     return save_onnx_atomic(graph, path)
 
 
-def export_checkpoint(checkpoint: str | Path, path: str | Path, *, atmosphere: str | None = None,
-                      guided_filter: bool | None = None, opset: int = DEFAULT_OPSET,
-                      static_size: tuple[int, int] | None = None, with_transmission: bool = False,
-                      metadata: Mapping[str, Any] | None = None) -> Path:
-    """Load a checkpoint (public NeDR/D4 `.pth`, bare state dict, or ours) and export it, recording
-    the checkpoint's file name and sha256 (and load warnings, e.g. DREM seeded for public files).
+def checkpoint_model(checkpoint: str | Path, *, atmosphere: str | None = None, guided_filter: bool | None = None,
+                     metadata: Mapping[str, Any] | None = None) -> tuple[NeDR, dict[str, Any]]:
+    """The model a checkpoint (public NeDR/D4 `.pth`, bare state dict, or ours) makes, and the
+    metadata its export records: file name, sha256, its config, load warnings (e.g. DREM seeded for
+    public files). One load serves both the export and its check against PyTorch.
     `atmosphere`/`guided_filter` default to the checkpoint's config, else dark channel + filter.
-    Loading problems become ExportError like export ones, so callers catch one type."""
-    from nedr.model.checkpoint import CheckpointError, load_checkpoint
+    Loading problems are raised as ExportError like export ones (the loader is told the class, no
+    re-wrap), so callers catch one type."""
+    from nedr.model.checkpoint import load_checkpoint
 
-    checkpoint, path = Path(checkpoint), Path(path)
-    _check_destination(path)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")  # e.g. "DREM initialised from seed" for public files: kept below
-            model = load_checkpoint(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter)
-    except CheckpointError as exc:
-        raise ExportError(str(exc)) from exc
+    checkpoint = Path(checkpoint)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # kept below, and re-issued for the caller
+        model = load_checkpoint(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter, error=ExportError)
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     metadata = dict(metadata or {})
@@ -240,5 +236,16 @@ def export_checkpoint(checkpoint: str | Path, path: str | Path, *, atmosphere: s
         metadata.setdefault("checkpoint_config", model.config)
     if caught:
         metadata.setdefault("load_warnings", [str(w.message) for w in caught])
+    return model, metadata
+
+
+def export_checkpoint(checkpoint: str | Path, path: str | Path, *, atmosphere: str | None = None,
+                      guided_filter: bool | None = None, opset: int = DEFAULT_OPSET,
+                      static_size: tuple[int, int] | None = None, with_transmission: bool = False,
+                      metadata: Mapping[str, Any] | None = None) -> Path:
+    """Load a checkpoint and export it (`checkpoint_model`: what is recorded, which error)."""
+    _check_destination(Path(path))  # before the load: a bad destination fails at once
+    model, metadata = checkpoint_model(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter,
+                                       metadata=metadata)
     return export_onnx(model, path, opset=opset, static_size=static_size, with_transmission=with_transmission,
                        metadata=metadata)

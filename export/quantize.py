@@ -33,7 +33,7 @@ import numpy as np
 
 from nedr.contract import (INPUT_NAME, META_OPTIONS, META_PREFIX, META_SOURCE_ONNX_SHA256, MIN_SIZE, PAD_MULTIPLE,
                            meets_contract, parse_hw)
-from nedr.errors import UserError, first_line
+from nedr.errors import first_line
 from nedr.fileio import output_problem
 from nedr.metrics import psnr_over_frames
 
@@ -137,10 +137,7 @@ class QuantizeReport:
 def _load_fp32(onnx_in: Path) -> onnx.ModelProto:
     import onnx
 
-    try:
-        model = load_onnx(onnx_in, external_data=True)
-    except UserError as exc:
-        raise QuantizeError(str(exc)) from None
+    model = load_onnx(onnx_in, external_data=True, error=QuantizeError)
     inputs = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
     if [i.name for i in inputs] != [INPUT_NAME]:
         raise QuantizeError(f"{onnx_in}: expected one input named {INPUT_NAME!r} (a NeDR export), found "

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from nedr.contract import (ENGINE_SUFFIXES, INPUT_NAME, META_CHECKPOINT, META_CHECKPOINT_SHA256, META_OPTIONS,
-                           OUTPUT_CLEAN, OUTPUT_TRANSMISSION)
+                           OUTPUT_CLEAN, OUTPUT_TRANSMISSION, TRITON_MODEL_NAME)
 from nedr.errors import UserError, first_line
 
 from .metadata import file_sha256
@@ -45,7 +45,7 @@ PLATFORM_PLAN = "tensorrt_plan"
 MODEL_FILES = {PLATFORM_ONNX: "model.onnx", PLATFORM_PLAN: "model.plan"}
 VERSION = "1"
 CONFIG_NAME = "config.pbtxt"
-DEFAULT_NAME = "nedr"
+DEFAULT_NAME = TRITON_MODEL_NAME  # the runtime's triton backend asks for the same name
 DEFAULT_MAX_BATCH = 8
 DEFAULT_QUEUE_DELAY_US = 100
 INSTANCE_KINDS = {"gpu": "KIND_GPU", "cpu": "KIND_CPU"}

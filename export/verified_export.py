@@ -8,7 +8,6 @@ purpose: it makes files for the runtime and benchmarks unverified, keyed by the 
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +18,7 @@ from nedr.model import load_checkpoint
 from .fast_export import export_fast_onnx
 from .fp16 import convert_fp16
 from .metadata import ExportError, file_sha256
-from .onnx_export import DEFAULT_OPSET, export_checkpoint
+from .onnx_export import DEFAULT_OPSET, checkpoint_model, export_onnx
 from .verify import check_model_file, verify_onnx
 
 PRECISIONS = ("fp32", "fp16")
@@ -54,14 +53,10 @@ def export_verified(checkpoint: str | os.PathLike | None, out: str | os.PathLike
                           "(INT8: quantize the FP32 export)")
     checkpoint = resolve_weights(checkpoint)
     fp32_path = _fp32_source_path(out, precision)
-    export_checkpoint(checkpoint, fp32_path, atmosphere=atmosphere, guided_filter=guided_filter, opset=opset,
-                      static_size=static_size, with_transmission=with_transmission)
+    model, metadata = checkpoint_model(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter)
+    export_onnx(model, fp32_path, opset=opset, static_size=static_size, with_transmission=with_transmission,
+                metadata=metadata)
     log(f"exported {fp32_path}")
-    model = None
-    if verify or precision == "fp16":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the export already reported loading warnings
-            model = load_checkpoint(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter)
     if verify:
         report = verify_onnx(fp32_path, model, atol=atol)
         log(report.summary())
@@ -85,7 +80,7 @@ def export_fast_verified(checkpoint: str | os.PathLike | None, out: str | os.Pat
     its numerics against PyTorch are covered by the runtime's fast-mode tests."""
     out = _onnx_output(out)
     checkpoint = resolve_weights(checkpoint)
-    model = load_checkpoint(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter)
+    model = load_checkpoint(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter, error=ExportError)
     export_fast_onnx(model, out, infer_hw=infer_hw, opset=opset, with_transmission=with_transmission,
                      metadata={META_CHECKPOINT: checkpoint.name, META_CHECKPOINT_SHA256: file_sha256(checkpoint)})
     problems = check_model_file(out) if verify else []

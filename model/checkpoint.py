@@ -47,34 +47,39 @@ def default_weights_path() -> Path:
     return resolve_weights(None)
 
 
-def read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint file into (state dict, config); config is empty for public files."""
+def read_state(path: str | Path, *, error: type[NedrError] = CheckpointError
+               ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint file into (state dict, config); config is empty for public files.
+
+    Failures raise `error` (default CheckpointError): the caller's stage names the failure, no re-wrap.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise error(f"{path}: no such checkpoint file")
     if path.suffix == ".safetensors":
-        return _read_safetensors(path)
+        return _read_safetensors(path, error=error)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle with disallowed globals, not a torch file
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # torch's message carries terminal escapes
         if "WeightsUnpickler error:" in text:  # its first line ("can still be loaded ...") hides why
             reason = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0]
-            raise CheckpointError(f"{path}: refused by the weights-only unpickler, which allows only "
-                                  f"tensors and plain containers ({reason.split(' was not')[0][:160]})") from None
+            raise error(f"{path}: refused by the weights-only unpickler, which allows only "
+                        f"tensors and plain containers ({reason.split(' was not')[0][:160]})") from None
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         first = lines[0] if lines else type(exc).__name__
         if first.isdigit():  # the legacy unpickler's bad magic number: text or other non-torch bytes
             first = "neither a torch zip archive nor a pickle"
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first[:160]})") from None
+        raise error(f"{path}: not a readable PyTorch checkpoint ({first[:160]})") from None
     if isinstance(obj, Mapping) and "net_h2c" in obj:
         obj = obj["net_h2c"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state dict or a dict with 'net_h2c'")
+        raise error(f"{path}: expected a state dict or a dict with 'net_h2c'")
     return dict(obj), {}
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read_safetensors(path: Path, *, error: type[NedrError] = CheckpointError
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -82,19 +87,21 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, An
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise error(f"{path}: not a readable safetensors file ({exc})") from None
     try:
         config = json.loads(meta.get("config", "{}"))
     except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: corrupt config metadata ({exc})") from None
+        raise error(f"{path}: corrupt config metadata ({exc})") from None
     return state, config
 
 
-def apply_state(model: NeDR, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> list[str]:
+def apply_state(model: NeDR, state: Mapping[str, torch.Tensor], source: str = "checkpoint", *,
+                error: type[NedrError] = CheckpointError) -> list[str]:
     """Copy every live entry strictly (names and shapes); returns missing DREM keys, if any.
 
     Dead public entries are dropped; anything else unknown, missing or mis-shaped is an error,
-    because silently ignoring it would give a model that runs and dehazes wrongly.
+    because silently ignoring it would give a model that runs and dehazes wrongly. It is raised as
+    `error` (default CheckpointError): the caller's stage names the failure, no re-wrap.
     """
     expected = model.state_dict()
     live = {k: v for k, v in state.items() if not DEAD_KEYS.match(k)}
@@ -103,16 +110,16 @@ def apply_state(model: NeDR, state: Mapping[str, torch.Tensor], source: str = "c
     missing_drem = [k for k in missing if k.startswith("drem.")]
     missing_other = [k for k in missing if not k.startswith("drem.")]
     if unexpected:
-        raise CheckpointError(f"{source}: unexpected keys {_listing(unexpected)}")
+        raise error(f"{source}: unexpected keys {_listing(unexpected)}")
     if missing_other:
-        raise CheckpointError(f"{source}: missing keys {_listing(missing_other)}")
+        raise error(f"{source}: missing keys {_listing(missing_other)}")
     shape_errors = [f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}"
                     for k, v in live.items() if tuple(v.shape) != tuple(expected[k].shape)]
     if shape_errors:
-        raise CheckpointError(f"{source}: shape mismatch {_listing(shape_errors)}")
+        raise error(f"{source}: shape mismatch {_listing(shape_errors)}")
     for key, grid in live.items():
         if key.endswith(".grid") and not torch.allclose(grid.float(), expected[key], atol=1e-5):
-            raise CheckpointError(f"{source}: {key} is not the uniform KAN grid (grid updates are not supported)")
+            raise error(f"{source}: {key} is not the uniform KAN grid (grid updates are not supported)")
     converted = {k: v.to(expected[k].dtype) for k, v in live.items()}
     model.load_state_dict(converted, strict=False)
     return missing_drem
@@ -128,29 +135,31 @@ def seed_drem(model: NeDR, seed: int = DREM_SEED) -> None:
 
 
 def load_checkpoint(path: str | Path | None = None, *, atmosphere: str | None = None,
-                    guided_filter: bool | None = None) -> NeDR:
+                    guided_filter: bool | None = None, error: type[NedrError] = CheckpointError) -> NeDR:
     """Build a NeDR in eval mode on the CPU from a public `.pth`, a bare state dict, or our format.
 
     `path=None` or "nedr" loads the bundled demo weights. `atmosphere` / `guided_filter` default to
     the checkpoint's config, else to the public outdoor setting (dark channel, filter on); the layer
-    sizes come from the config's `architecture` (public sizes when absent).
+    sizes come from the config's `architecture` (public sizes when absent). A checkpoint that cannot
+    become this model raises `error` (default CheckpointError; the exporter passes ExportError): the
+    caller's stage names the failure, no re-wrap.
     """
     path = resolve_weights(path)
-    state, config = read_state(path)
+    state, config = read_state(path, error=error)
     arch = config.get("architecture", {})
     try:
         sizes = Architecture.from_config(arch)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: bad architecture in its config ({exc})") from None
+        raise error(f"{path}: bad architecture in its config ({exc})") from None
     model = NeDR(
         atmosphere=atmosphere or arch.get("atmosphere", "dark_channel"),
         guided_filter=arch.get("guided_filter", True) if guided_filter is None else guided_filter,
         arch=sizes,
     )
-    missing_drem = apply_state(model, state, source=str(path))
+    missing_drem = apply_state(model, state, source=str(path), error=error)
     if missing_drem:
         if len(missing_drem) != len([k for k in model.state_dict() if k.startswith("drem.")]):
-            raise CheckpointError(f"{path}: partial DREM weights, missing {_listing(missing_drem)}")
+            raise error(f"{path}: partial DREM weights, missing {_listing(missing_drem)}")
         seed_drem(model)
         warnings.warn(f"{path}: no drem.* weights (public checkpoint); DREM initialised from seed {DREM_SEED}",
                       stacklevel=2)

@@ -14,6 +14,10 @@ INPUT_NAME = "hazy"
 OUTPUT_CLEAN = "clean"
 OUTPUT_TRANSMISSION = "transmission"
 
+# The model name (and repository folder) `nedr export --triton` writes and the triton backend asks a
+# server for when none is given (README "Triton model repository"): both sides of one deployment.
+TRITON_MODEL_NAME = "nedr"
+
 # ONNX metadata props: META_PREFIX + key, read back without the prefix by nedr.export.metadata.read_metadata.
 META_PREFIX = "nedr."
 META_VERSION = "version"

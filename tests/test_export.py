@@ -260,10 +260,10 @@ def test_cli_exports_the_transmission_output_by_default(tmp_path, monkeypatch, f
 
     seen = {}
 
-    def fake_export(checkpoint, path, **kw):
+    def fake_export(model, path, **kw):
         seen.update(kw)
         raise ExportError("stop here")
 
-    monkeypatch.setattr(nedr.export.verified_export, "export_checkpoint", fake_export)
+    monkeypatch.setattr(nedr.export.verified_export, "export_onnx", fake_export)
     assert export_main(["-o", str(tmp_path / "m.onnx"), "--no-verify", *flags]) == 2
     assert seen["with_transmission"] is expected

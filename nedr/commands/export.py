@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nedr.contract import TRITON_MODEL_NAME
 from nedr.errors import UserError
 
 HELP = "export a checkpoint to ONNX (verified against PyTorch), FP32 or FP16, or a Triton model repository"
@@ -45,7 +46,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     triton = parser.add_argument_group("Triton model repository (REPO/NAME/config.pbtxt + REPO/NAME/1/model.onnx|plan)")
     triton.add_argument("--triton", metavar="REPO", default=None,
                         help="write a Triton Inference Server model repository at REPO (created if missing)")
-    triton.add_argument("--triton-name", metavar="NAME", default="nedr", help="model name and folder (default: nedr)")
+    triton.add_argument("--triton-name", metavar="NAME", default=TRITON_MODEL_NAME,
+                        help=f"model name and folder (default: {TRITON_MODEL_NAME})")
     source = triton.add_mutually_exclusive_group()
     source.add_argument("--from-onnx", metavar="FILE", default=None,
                         help="serve this existing .onnx instead of exporting a checkpoint (platform onnxruntime_onnx)")

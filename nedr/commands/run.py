@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 
+from nedr.contract import TRITON_MODEL_NAME
 from nedr.errors import UserError
 from nedr.fileio import write_text_atomic
 
@@ -43,8 +44,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "fastest available)")
     parser.add_argument("--url", default=None, metavar="URL",
                         help="triton backend: the Triton server, grpc://HOST:8001 or http://HOST:8000")
-    parser.add_argument("--triton-model", default="nedr", metavar="NAME",
-                        help="triton backend: the served model's name (default: nedr, as `nedr export --triton` names it)")
+    parser.add_argument("--triton-model", default=TRITON_MODEL_NAME, metavar="NAME",
+                        help=f"triton backend: the served model's name (default: {TRITON_MODEL_NAME}, as "
+                             "`nedr export --triton` names it)")
     parser.add_argument("--model", "-m", default=None,
                         help="checkpoint (.pth/.safetensors, torch), .onnx (onnxruntime), engine (.engine/.plan, "
                              "tensorrt), or bundled weights by name: nedr (full network, the default) or nedr-s "

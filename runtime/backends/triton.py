@@ -30,14 +30,14 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from nedr.contract import OUTPUT_CLEAN, OUTPUT_TRANSMISSION
+from nedr.contract import OUTPUT_CLEAN, OUTPUT_TRANSMISSION, TRITON_MODEL_NAME
 from nedr.errors import first_line
 
 from ..errors import BackendError
 from ..sources import log_stderr, why_unreachable
 from . import Backend, Output
 
-DEFAULT_MODEL = "nedr"  # nedr.export.triton.DEFAULT_NAME (not imported: the export stage is not a runtime dependency)
+DEFAULT_MODEL = TRITON_MODEL_NAME  # what `nedr export --triton` names the model (nedr.export.triton.DEFAULT_NAME)
 DEFAULT_PORTS = {"grpc": 8001, "grpcs": 8001, "http": 8000, "https": 8000}
 INSTALL_HINT = "pip install 'tritonclient[grpc,http]'"
 # Status codes of tritonclient errors that mean "not there right now": the server restarting, the
