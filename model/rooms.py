@@ -11,6 +11,9 @@ distance falloff and shaded in linear light. Depth is metric z-depth (NYU-like: 
 """
 from __future__ import annotations
 
+import multiprocessing
+from functools import partial
+
 import cv2
 import numpy as np
 
@@ -168,10 +171,31 @@ def render_room(photos: list[np.ndarray], seed: int | np.random.Generator,
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), depth
 
 
-def room_samples(count: int, photos: list[np.ndarray], seed: int = 0,
-                 size: tuple[int, int] = (360, 480)) -> list[Sample]:
-    """`count` rendered rooms (with their depth) as training samples, textured from `photos`."""
+_PHOTOS: list[np.ndarray] = []  # a rendering worker's photos, set once when it starts
+
+
+def _start_worker(photos: list[np.ndarray]) -> None:
+    _PHOTOS[:] = photos
+
+
+def _render_one(seed: int, size: tuple[int, int], index: int) -> tuple[np.ndarray, np.ndarray]:
+    return render_room(_PHOTOS, np.random.default_rng([seed, index]), size)
+
+
+def room_samples(count: int, photos: list[np.ndarray], seed: int = 0, size: tuple[int, int] = (360, 480),
+                 workers: int = 1) -> list[Sample]:
+    """`count` rendered rooms (with their depth) as training samples, textured from `photos`.
+
+    Room i is a function of (seed, i) alone, so `workers` > 1 (forked processes, which inherit the
+    photos instead of receiving a copy per room) renders the same rooms, only sooner."""
     if count and not photos:
         raise ValueError("rendered rooms need photos to cut textures from")
-    return [Sample(f"room_{i:04d}", *render_room(photos, np.random.default_rng([seed, i]), size))
-            for i in range(count)]
+    if workers > 1 and count > 1 and "fork" in multiprocessing.get_all_start_methods():
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(min(workers, count), multiprocessing.get_context("fork"),
+                                 initializer=_start_worker, initargs=(photos,)) as pool:
+            rendered = list(pool.map(partial(_render_one, seed, size), range(count)))
+    else:
+        rendered = [render_room(photos, np.random.default_rng([seed, i]), size) for i in range(count)]
+    return [Sample(f"room_{i:04d}", image, depth) for i, (image, depth) in enumerate(rendered)]

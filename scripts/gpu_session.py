@@ -52,18 +52,21 @@ def train(args: argparse.Namespace) -> None:
     from nedr.model.checkpoint import save_shards
     from nedr.model.datasets import SyntheticHaze
     from nedr.model.network import ARCHITECTURES
+    from nedr.model.rooms import room_samples
     from nedr.model.samples import folder_samples, load_bank
     from nedr.model.training import TrainConfig, Trainer
 
     out = Path(args.out)
     torch.backends.cudnn.benchmark = True
     train_set = load_bank(args.bank) + folder_samples(args.sources)
+    if args.rooms:  # rendered here, in parallel: they would not fit the 64 MiB carry
+        train_set += room_samples(args.rooms, [s.image for s in train_set], seed=0, workers=args.workers)
     val_set = load_bank(args.heldout)
     cfg = TrainConfig(steps=10**6, batch=args.batch, crop=args.crop, lr=args.lr, workers=args.workers,
                       log_every=50, val_every=500, ckpt_every=0, val_count=10, atmosphere=args.atmosphere,
                       loss_atmosphere=args.loss_atmosphere, freeze_bn=args.freeze_bn,
                       architecture=ARCHITECTURES[args.arch].to_config(),
-                      data={"bank": args.bank, "sources": args.sources, "convention": "both"})
+                      data={"bank": args.bank, "sources": args.sources, "rooms": args.rooms, "convention": "both"})
     init = None if args.init == "none" else args.init
     trainer = Trainer(cfg, SyntheticHaze(train_set, args.crop, seed=1), out / "run",
                       SyntheticHaze(val_set, args.crop, seed=777, scale=(1.0, 1.0)), init=init)
@@ -96,6 +99,7 @@ def main() -> None:
     ap.add_argument("--heldout")
     ap.add_argument("--sources", nargs="*", default=[], metavar="DIR", help="extra photo folders (the carry's photos/)")
     ap.add_argument("--out")
+    ap.add_argument("--rooms", type=int, default=0, help="rendered rooms added to the sources (nedr train --rooms)")
     ap.add_argument("--train-seconds", type=float, default=600)
     ap.add_argument("--arch", choices=("nedr", "nedr-s"), default="nedr")
     ap.add_argument("--init", default="nedr", help="weights to start from (a bundled name or file; 'none': random)")

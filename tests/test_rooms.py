@@ -41,6 +41,8 @@ def test_room_samples_feed_synthetic_haze_with_their_depth(photos):
     item = SyntheticHaze(samples, crop=64, seed=3)[0]
     assert item["hazy"].shape == item["clean"].shape == (3, 64, 64)
     assert float(item["t"].min()) > 0 and float(item["t"].max()) <= 1
+    parallel = room_samples(2, photos, seed=1, size=SIZE, workers=2)
+    assert all(np.array_equal(a.image, b.image) and np.array_equal(a.depth, b.depth) for a, b in zip(samples, parallel))
     assert room_samples(0, []) == []
     with pytest.raises(ValueError, match="photos"):
         room_samples(1, [])

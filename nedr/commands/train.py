@@ -78,7 +78,7 @@ def build_datasets(args: argparse.Namespace, crop: int, seed: int):
         from nedr.model.rooms import room_samples
 
         print(f"rendering {args.rooms} rooms ...", flush=True)
-        train = train + room_samples(args.rooms, [s.image for s in train], seed=seed)
+        train = train + room_samples(args.rooms, [s.image for s in train], seed=seed, workers=args.workers)
     val = SyntheticHaze(heldout_samples(), 256, seed=777, scale=(1.0, 1.0)) if args.val_every > 0 else None
     return SyntheticHaze(train, crop, seed, scale=tuple(args.scale), convention=args.convention), val
 
