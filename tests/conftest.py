@@ -90,3 +90,19 @@ def demo_triton_repo(tmp_path_factory) -> Path:
     repo = tmp_path_factory.mktemp("demo_triton") / "models"
     assert main(["export", "--triton", str(repo), "--no-verify"]) == 0
     return repo
+
+
+@pytest.fixture
+def onnx_file(tmp_path):
+    """A tiny conv ONNX model (the build, inspect and TensorRT-build tests' input)."""
+    from tiny_onnx import conv_model, save
+
+    return save(conv_model(), tmp_path / "tiny.onnx")
+
+
+@pytest.fixture
+def no_tensorrt(monkeypatch):
+    """`import tensorrt` fails, as on a machine without it, even where it is installed."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)

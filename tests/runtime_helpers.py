@@ -42,7 +42,6 @@ class FakeBackend(Backend):
         if self.delay:
             time.sleep(self.delay)
         t = np.full((batch.shape[0], 1, *batch.shape[2:]), FAKE_T, np.float32)
-        a = np.full((batch.shape[0], 3), FAKE_A, np.float32)
         clean = np.clip((batch - FAKE_A) / FAKE_T + FAKE_A, 0, 1).astype(np.float32)
         return Output(clean, t if self.with_t else None, None)
 

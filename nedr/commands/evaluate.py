@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             if single:
                 for row in report["rows"]:
                     print(f"{row['name']:<24} PSNR {row['psnr']:6.2f} dB  SSIM {row['ssim']:.4f}")
-    print(f"\n| set | method | PSNR (dB) | SSIM | images |\n|---|---|---:|---:|---:|")
+    print("\n| set | method | PSNR (dB) | SSIM | images |\n|---|---|---:|---:|---:|")
     for r in reports:
         print(f"| {r['set']} | {r['method']} | {r['mean']['psnr']:.2f} | {r['mean']['ssim']:.4f} | {r['count']} |")
     print(f"(PSNR on uint8 RGB; SSIM skimage structural_similarity(channel_axis=-1, data_range=255); crop {args.crop})")
