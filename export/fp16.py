@@ -139,7 +139,7 @@ def convert_fp16(onnx_in: str | Path, onnx_out: str | Path, *, model: NeDR | Non
     if options.get("precision", "fp32") != "fp32":
         raise ExportError(f"{onnx_in}: already {options['precision']}; convert the FP32 export")
     fp32 = onnx.load_model(str(onnx_in))
-    islands = fp32_islands(fp32)
+    islands = fp32_islands(fp32, onnx_in)
     blocked = {name for names in islands.values() for name in names}
     _unshare_initializers(fp32, blocked)
     # onnxscript records value_info for initializers too; the converter would retype those to FP16

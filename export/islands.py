@@ -13,7 +13,11 @@ Found from the graph's structure rather than from exporter-specific node names. 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import onnx
+
+from nedr.errors import NedrError
 
 from .graph import consumers as graph_consumers
 from .graph import producers as graph_producers
@@ -23,13 +27,15 @@ KAN_BASIS = "kan_basis"
 SCATTERING_MODEL = "scattering_model"
 
 
-def fp32_islands(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """Node names to keep in FP32, per island (module docstring); raises ExportError when the graph
-    does not have NeDR's structure."""
+def fp32_islands(model: onnx.ModelProto, source: str | Path = "model", *,
+                 error: type[NedrError] = ExportError) -> dict[str, list[str]]:
+    """Node names to keep in FP32, per island (module docstring). A graph without NeDR's structure
+    raises `error` naming `source` (the file): the FP16 converter keeps ExportError, the INT8
+    quantizer passes QuantizeError, so neither re-wraps the other's."""
     graph = model.graph
     names = [n.name for n in graph.node]
     if not all(names) or len(set(names)) != len(names):
-        raise ExportError("every node needs a unique name to be kept in FP32; re-export with nedr.export")
+        raise error(f"{source}: every node needs a unique name to be kept in FP32; re-export with nedr.export")
     producers, consumers = graph_producers(graph), graph_consumers(graph)
 
     kan: list[str] = []
@@ -49,7 +55,7 @@ def fp32_islands(model: onnx.ModelProto) -> dict[str, list[str]]:
 
     tanh = [n for n in graph.node if n.op_type == "Tanh"]
     if len(tanh) != 1:
-        raise ExportError(f"expected one Tanh (t from the decoder output), found {len(tanh)}: not a NeDR graph")
+        raise error(f"{source}: expected one Tanh (t from the decoder output), found {len(tanh)}: not a NeDR graph")
     network, stack = set(), [tanh[0].input[0]]
     while stack:
         src = producers.get(stack.pop())
@@ -58,5 +64,5 @@ def fp32_islands(model: onnx.ModelProto) -> dict[str, list[str]]:
             stack += list(src.input)
     tail = [n.name for n in graph.node if n.name not in network]
     if not kan:
-        raise ExportError("no KAN basis (grouped Conv → Abs) found: not a NeDR graph")
+        raise error(f"{source}: no KAN basis (grouped Conv → Abs) found: not a NeDR graph")
     return {KAN_BASIS: kan, SCATTERING_MODEL: tail}

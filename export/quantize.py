@@ -38,7 +38,7 @@ from nedr.fileio import output_problem
 from nedr.metrics import psnr_over_frames
 
 from .calibration import SYNTHETIC
-from .metadata import ExportError, file_sha256, load_onnx, read_metadata
+from .metadata import file_sha256, load_onnx, read_metadata
 from .ort_session import ort_session
 from .qdq import (CALIBRATED_OP_TYPES, OP_TYPES, TARGETS, QuantizeError, qdq_nodes, quantization_settings,
                   quantize_with_ranges, stem_convs, zero_points)
@@ -249,10 +249,7 @@ def quantize(onnx_in: str | Path, onnx_out: str | Path, *, calib: str | Path = S
     _check_destination(onnx_in, onnx_out)
     from .islands import fp32_islands
 
-    try:
-        islands = fp32_islands(fp32)
-    except ExportError as exc:
-        raise QuantizeError(f"{onnx_in}: {exc}") from None
+    islands = fp32_islands(fp32, onnx_in, error=QuantizeError)
     excluded = [name for names in islands.values() for name in names]
     stem = stem_convs(fp32) if float_stem else []
     excluded += stem
