@@ -178,6 +178,19 @@ def evaluate(dehaze_fn: Dehazer, pairs: Sequence[Pair] | Sequence[tuple[str, np.
     return {"rows": rows, "mean": mean, "count": len(rows), "crop": crop}
 
 
+def unseen_scene_mean(report: dict) -> dict:
+    """PSNR/SSIM means of a held-out synthetic report over the scenes never trained on
+    (`samples.UNSEEN_SCENES`): the figure that says how the network meets a new scene, apart from
+    new frames of a training clip. {"mean": {"psnr", "ssim"}, "count": n, "names": [...]}."""
+    from .samples import is_unseen_scene
+
+    rows = [row for row in report["rows"] if is_unseen_scene(row["name"])]
+    if not rows:
+        raise DataError("no held-out rows of an unseen scene in this report")
+    return {"mean": {key: _mean([row[key] for row in rows]) for key in ("psnr", "ssim")},
+            "count": len(rows), "names": [row["name"] for row in rows]}
+
+
 def hazy_input(image: np.ndarray) -> np.ndarray:
     """The identity "dehazer": scores the hazy input itself, the usual lower reference row."""
     return image
@@ -198,4 +211,4 @@ def model_dehazer(model) -> Dehazer:
 
 
 __all__ = ["DataError", "list_images", "read_image", "match_pairs", "pair_images",
-           "find_pair_dirs", "check_pair", "load_pairs", "synthetic_heldout", "evaluate", "hazy_input", "model_dehazer"]
+           "find_pair_dirs", "check_pair", "load_pairs", "synthetic_heldout", "evaluate", "unseen_scene_mean", "hazy_input", "model_dehazer"]

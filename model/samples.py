@@ -1,7 +1,10 @@
 """Real photos and clips that ship inside installed packages (no downloads, docs/deployment.md "Samples").
 
 Training and held-out images are split by source so the held-out synthetic set never shares a
-clean image with training: coffee, carphone and the last 50 frames of bikes are held out.
+clean image with training: coffee, carphone and the last 50 frames of bikes are held out. Only
+coffee and carphone are scenes never trained on (`UNSEEN_SCENES`); bikes 200–250 are new frames
+of the street whose frames 0–199 are training sources, so a network that remembers that street
+scores higher there than on a new scene: `nedr eval` reports the unseen scenes on their own too.
 """
 from __future__ import annotations
 
@@ -117,6 +120,14 @@ def training_samples(extra: list[str | Path] = ()) -> list[Sample]:
     samples += [Sample(f"bikes_{i * 4:03d}", f) for i, f in enumerate(bikes)]
     samples += [Sample(f"bigbuckbunny_{i * 6:03d}", f) for i, f in enumerate(bunny)]
     return samples + folder_samples(list(extra))
+
+
+UNSEEN_SCENES = ("coffee", "carphone")  # held-out sources whose scene no training source shows
+
+
+def is_unseen_scene(name: str) -> bool:
+    """Whether a held-out sample (by name) shows a scene that no training source shows."""
+    return name.startswith(UNSEEN_SCENES)
 
 
 def heldout_samples() -> list[Sample]:

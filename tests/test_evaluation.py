@@ -178,3 +178,24 @@ def test_cli_scores_every_set_and_method_in_one_table(pairs, tmp_path, capsys):
     lin, srgb = "held-out synthetic (linear)", "held-out synthetic (srgb)"
     assert by[(lin, "hazy input")] != by[(srgb, "hazy input")]  # the conventions give different haze
     assert out[2]["count"] == out[4]["count"] > 5
+    for r in out[2:]:  # the held-out sets also report their never-trained scenes on their own
+        u = r["unseen_scenes"]
+        assert 0 < u["count"] < r["count"]
+        assert f"| {r['set']}, unseen scenes only | {r['method']} | {u['mean']['psnr']:.2f} |" in table
+
+
+def test_unseen_scene_mean_keeps_only_scenes_never_trained_on():
+    """bikes 200–250 are new frames of a training clip's street; coffee and carphone are new scenes."""
+    from nedr.model.evaluation import unseen_scene_mean
+    from nedr.model.samples import heldout_samples, is_unseen_scene
+
+    names = [s.name for s in heldout_samples()]
+    assert {n.split("_")[0] for n in names if is_unseen_scene(n)} == {"coffee", "carphone"}
+    assert all(n.startswith("bikes_") for n in names if not is_unseen_scene(n))
+    report = {"rows": [{"name": "coffee", "psnr": 20.0, "ssim": 0.8}, {"name": "bikes_200", "psnr": 30.0, "ssim": 0.9},
+                       {"name": "carphone_030", "psnr": 10.0, "ssim": 0.6}]}
+    sub = unseen_scene_mean(report)
+    assert sub["count"] == 2 and sub["names"] == ["coffee", "carphone_030"]
+    assert sub["mean"]["psnr"] == pytest.approx(15.0) and sub["mean"]["ssim"] == pytest.approx(0.7)
+    with pytest.raises(DataError, match="unseen scene"):
+        unseen_scene_mean({"rows": [{"name": "bikes_210", "psnr": 1.0, "ssim": 0.1}]})
