@@ -211,4 +211,5 @@ def model_dehazer(model) -> Dehazer:
 
 
 __all__ = ["DataError", "list_images", "read_image", "match_pairs", "pair_images",
-           "find_pair_dirs", "check_pair", "load_pairs", "synthetic_heldout", "evaluate", "unseen_scene_mean", "hazy_input", "model_dehazer"]
+           "find_pair_dirs", "check_pair", "load_pairs", "synthetic_heldout", "evaluate", "unseen_scene_mean",
+           "hazy_input", "model_dehazer"]
