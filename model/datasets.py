@@ -42,19 +42,29 @@ def random_crop(rng: np.random.Generator, size: int, *arrays: np.ndarray, scale:
     return out
 
 
+SHUFFLES = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))  # RGB permutations but the identity
+
+
 class SyntheticHaze(Dataset):
     """Hazy/clean/t crops synthesised on the fly from clean samples; item i is fixed by (seed, i).
 
     `scale` is the range of the random rescale before cropping: below 1 a crop holds more of the
-    scene, so small training crops still see whole-room context.
+    scene, so small training crops still see whole-room context. `channel_shuffle`: the fraction
+    of crops whose RGB channels are permuted (another permutation than the identity): scenes a
+    trained network remembers then look new to it, which is what the prior gate must learn on
+    (it would otherwise learn to trust the network everywhere).
     """
 
     def __init__(self, samples: list[Sample], crop: int = 256, length: int = 10**9, seed: int = 0,
-                 scale: tuple[float, float] = (0.4, 1.0), convention: str | None = None):
+                 scale: tuple[float, float] = (0.4, 1.0), convention: str | None = None,
+                 channel_shuffle: float = 0.0):
         if not samples:
             raise DataError("synthetic dataset: no clean samples")
+        if not 0.0 <= channel_shuffle <= 1.0:
+            raise ValueError(f"channel_shuffle is a fraction in [0, 1], got {channel_shuffle}")
         self.samples, self.crop, self.length, self.seed, self.scale = samples, crop, length, seed, scale
         self.convention = convention  # None: both conventions, drawn per item
+        self.channel_shuffle = channel_shuffle
 
     def __len__(self) -> int:
         return self.length
@@ -66,6 +76,8 @@ class SyntheticHaze(Dataset):
             image, depth = random_crop(rng, self.crop, sample.image, sample.depth, scale=self.scale)
         else:
             (image,), depth = random_crop(rng, self.crop, sample.image, scale=self.scale), None
+        if self.channel_shuffle and rng.random() < self.channel_shuffle:  # no draw at 0: old streams kept
+            image = np.ascontiguousarray(image[..., list(SHUFFLES[int(rng.integers(len(SHUFFLES)))])])
         h = synthesize(image, rng, depth, self.convention)
         return {"hazy": to_tensor(h.hazy), "clean": to_tensor(h.clean), "t": to_tensor(h.t),
                 "A": torch.from_numpy(np.asarray(h.A, dtype=np.float32))}

@@ -13,7 +13,8 @@ from nedr.contract import MIN_SIZE, PAD_MULTIPLE, T_MAX, T_MIN, meets_contract
 from .backbone import EfficientNetLite3Trunk
 from .decoder import DREM, IDRM, PUBLIC_FEATURES, Scratch
 from .kan import KANCID
-from .physics import ATMOSPHERE_MODES, GF_RADIUS, atmospheric_light, guided_filter, recover
+from .physics import ATMOSPHERE_MODES, GF_RADIUS, atmospheric_light, guided_filter, prior_transmission, recover
+from .prior_gate import PriorGate
 
 BETA_MIN, BETA_MAX = 0.6, 1.8
 
@@ -29,6 +30,7 @@ class Architecture:
     drem_kernel: int = 5
     drem_blocks: int = 2  # residual dense blocks
     rdb_layers: int = 3  # dense layers per block
+    prior_gate: bool = False  # mix t with the dark-channel prior's (nedr.model.prior_gate); not public
 
     def __post_init__(self):
         object.__setattr__(self, "decoder_features", tuple(int(f) for f in self.decoder_features))
@@ -89,6 +91,7 @@ class NeDR(nn.Module):
         self.drem = DREM(f[0], arch.drem_width, arch.drem_kernel, arch.drem_blocks, arch.rdb_layers)
         self.final_conv_beta_1 = nn.Sequential(nn.Conv2d(sum(EfficientNetLite3Trunk.channels), 64, 1))
         self.final_conv_beta_2 = nn.Sequential(nn.Conv2d(64, 1, 1))
+        self.prior_gate = PriorGate() if arch.prior_gate else None
         self.atmosphere = atmosphere
         self.guided_filter = guided_filter
         self.config: dict = {}  # provenance read from our checkpoint format
@@ -126,6 +129,9 @@ class NeDR(nn.Module):
         out = self.transmission_logit(x, with_beta)
         z, beta_logit = out if with_beta else (out, None)
         t = ((torch.tanh(z) + 1) / 2).clamp(T_MIN, T_MAX)
+        a = atmospheric_light(x, self.atmosphere)
+        if self.prior_gate is not None:
+            t = self.prior_gate(x, t, prior_transmission(x, a).to(t.dtype))
         guided = self.guided_filter if guided is None else guided
         if guided:
             if min(x.shape[-2:]) > 2 * GF_RADIUS + 1:
@@ -133,7 +139,6 @@ class NeDR(nn.Module):
             else:
                 warnings.warn(f"guided filter skipped: input {tuple(x.shape[-2:])} is not larger than 81×81",
                               stacklevel=2)
-        a = atmospheric_light(x, self.atmosphere)
         beta = None
         if beta_logit is not None:
             beta = BETA_MIN + (BETA_MAX - BETA_MIN) * (torch.tanh(beta_logit) + 1) / 2

@@ -14,6 +14,8 @@ GF_RADIUS = 40
 GF_EPS = 1e-3
 GUIDE_MIN_RANGE = 1e-6  # below this, the image is flat and the filter returns the window mean of t
 ATMOSPHERE_MODES = ("dark_channel", "max", "brightest")
+PRIOR_OMEGA = 0.95  # He et al.: the prior's t keeps a trace of haze (aerial perspective)
+A_FLOOR = 1e-3  # I / A on a black A
 BRIGHTEST_COUNT = 16  # "brightest" averages this many of the brightest candidates (see atmospheric_light)
 
 
@@ -115,6 +117,12 @@ def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.
         best = picked.sum(dim=1).topk(m, dim=1).indices  # N×m
         return picked.gather(2, best[:, None, :].expand(-1, 3, -1)).mean(dim=2)[..., None, None]
     return picked.amax(dim=2).clamp(max=A_MAX)[..., None, None]
+
+
+def prior_transmission(image: torch.Tensor, a: torch.Tensor, omega: float = PRIOR_OMEGA) -> torch.Tensor:
+    """He et al.'s dark-channel t = 1 − ω·dark(I / A), blocky (no refinement): the prior gate mixes
+    it with the network's t before the guided filter refines both together."""
+    return 1.0 - omega * dark_channel(image / a.clamp(min=A_FLOOR))
 
 
 def recover(image: torch.Tensor, t: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from .physics import recover
 
 PRESETS = ("supervised", "paper")
 LOSS_ATMOSPHERES = ("estimate", "true")
+TRAIN_ONLY = ("prior_gate",)  # parts that can be trained with the rest of the network frozen
 
 
 @dataclass
@@ -53,6 +54,10 @@ class TrainConfig:
     # haze's own A where the data knows it). A crop's estimate is often far from the scene's A, and
     # the J loss then teaches t to make up for A's error instead of following the haze.
     loss_atmosphere: str = "estimate"
+    # the J loss through the guided filter, as at inference: the prior gate's blocky dark-channel t
+    # only means something after it (the network's own t is trained without, as published)
+    loss_guided: bool = False
+    train_only: str | None = None  # one of TRAIN_ONLY: that part learns, the rest is frozen
     architecture: dict[str, Any] = field(default_factory=dict)  # Architecture fields; empty = public
     data: dict[str, Any] = field(default_factory=lambda: {"kind": "synthetic"})
 
@@ -63,6 +68,14 @@ class TrainConfig:
             raise ValueError(f"loss_atmosphere must be one of {LOSS_ATMOSPHERES}, got {self.loss_atmosphere!r}")
         if self.crop % 32 or self.crop < 64:
             raise ValueError(f"crop must be a multiple of 32 and >= 64, got {self.crop}")
+        if self.train_only is not None and self.train_only not in TRAIN_ONLY:
+            raise ValueError(f"train_only must be one of {TRAIN_ONLY}, got {self.train_only!r}")
+        if self.train_only is not None and self.preset != "supervised":
+            raise ValueError("train_only works with the supervised preset")
+        if self.train_only == "prior_gate" and not self.architecture.get("prior_gate"):
+            raise ValueError("train_only prior_gate needs an architecture with the prior gate")
+        if self.loss_guided and self.crop < 128:
+            raise ValueError(f"the guided-filter loss needs crops of at least 128 (its 81×81 window), got {self.crop}")
 
 
 class Objective(Protocol):
@@ -83,7 +96,8 @@ class Supervised:
 
     def __init__(self, model: NeDR, cfg: TrainConfig, device: torch.device):
         self.model, self.cfg, self.device = model, cfg, device
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(trainable, lr=cfg.lr, betas=(0.9, 0.999))
         self.amp = cfg.amp and device.type == "cuda"
 
     def step(self, batch: dict[str, torch.Tensor], lr_scale: float) -> dict[str, float]:
@@ -91,7 +105,7 @@ class Supervised:
         hazy, clean = batch["hazy"].to(self.device), batch["clean"].to(self.device)
         h, w = hazy.shape[-2:]  # crops below the 128 contract (e.g. 64) are padded, outputs cropped back
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            pred = self.model.predict(pad_to_contract(hazy), guided=False)
+            pred = self.model.predict(pad_to_contract(hazy), guided=self.cfg.loss_guided)
         j = pred.clean[..., :h, :w].float()
         if self.cfg.loss_atmosphere == "true" and "A" in batch:
             a = batch["A"].to(self.device)[..., None, None]
@@ -149,7 +163,8 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.model = NeDR(atmosphere=cfg.atmosphere, guided_filter=False,
+        # the saved default follows the loss: weights trained through the guided filter want it on
+        self.model = NeDR(atmosphere=cfg.atmosphere, guided_filter=cfg.loss_guided,
                           arch=Architecture.from_config(cfg.architecture))
         self.init_transfer: dict[str, int] = {}
         if init is not None:  # fine-tune from a checkpoint (any format load_checkpoint reads)
@@ -158,6 +173,9 @@ class Trainer:
                 self.model.load_state_dict(source.state_dict())
             else:  # a lighter variant: take every entry whose name and shape match
                 self.init_transfer = transfer_matching(source, self.model)
+        if cfg.train_only is not None:
+            for name, param in self.model.named_parameters():
+                param.requires_grad_(name.startswith(cfg.train_only + "."))
         self.model.to(self.device)
         factory = objective_factory or (Supervised if cfg.preset == "supervised" else _paper_objective)
         self.objective = factory(self.model, cfg, self.device)
@@ -168,7 +186,7 @@ class Trainer:
         """Training mode, with BatchNorm left in eval mode under `freeze_bn`: batch statistics of
         a few small crops are noisier than the running statistics the weights were trained with."""
         self.model.train()
-        if self.cfg.freeze_bn:
+        if self.cfg.freeze_bn or self.cfg.train_only is not None:
             for module in self.model.modules():
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
@@ -198,7 +216,8 @@ class Trainer:
             for i in range(min(self.cfg.val_count, len(self.val_data))):
                 item = self.val_data[i]
                 hazy = item["hazy"][None].to(self.device)
-                j = self.model.predict(pad_to_contract(hazy), guided=False).clean[0, :, :hazy.shape[-2], :hazy.shape[-1]]
+                j = self.model.predict(pad_to_contract(hazy), guided=self.cfg.loss_guided).clean
+                j = j[0, :, :hazy.shape[-2], :hazy.shape[-1]]
                 j = j.float().cpu()
                 a, b = (to_uint8(x.permute(1, 2, 0).numpy()) for x in (j, item["clean"]))
                 scores_p.append(psnr(a, b))

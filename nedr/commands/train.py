@@ -24,6 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                            "nedr.model.rooms) to the synthetic-haze sources (default: 0)")
     data.add_argument("--convention", choices=("linear", "srgb"), default=None,
                       help="haze synthesis convention (default: both, drawn per crop)")
+    data.add_argument("--channel-shuffle", type=float, default=0.0, metavar="P",
+                      help="fraction of crops with their RGB channels permuted (training the prior gate: "
+                           "remembered scenes then look new to the network)")
     data.add_argument("--scale", type=float, nargs=2, default=(0.4, 1.0), metavar=("MIN", "MAX"),
                       help="random rescale range of a source before cropping (default: 0.4 1.0)")
     parser.add_argument("-o", "--output", default="nedr-train", help="run folder: log, train_state.pt, final weights")
@@ -46,6 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="A in the J loss: the inference estimate on the crop (default) or, for synthetic "
                              "haze, the A it was made with (t then learns the haze, not A's error)")
     parser.add_argument("--t-weight", type=float, default=0.1, help="weight of the L1 loss on t (synthetic haze)")
+    parser.add_argument("--prior-gate", action="store_true",
+                        help="add the prior gate (a learned mix of the network's t with the dark-channel prior's)")
+    parser.add_argument("--train-only", choices=("prior_gate",), default=None,
+                        help="train only this part, the rest of the network frozen (with --init)")
+    parser.add_argument("--loss-guided", action="store_true",
+                        help="J loss through the guided filter, as at inference (what the prior gate needs)")
     parser.add_argument("--arch", choices=("nedr", "nedr-s"), default="nedr",
                         help="layer sizes: nedr (public network) or nedr-s (light variant; --init from full weights "
                              "copies every layer whose shape matches)")
@@ -74,13 +83,16 @@ def build_datasets(args: argparse.Namespace, crop: int, seed: int):
         train = training_samples(args.sources)
     if args.rooms < 0:
         raise UserError(f"--rooms {args.rooms}: give a count >= 0")
+    if not 0.0 <= args.channel_shuffle <= 1.0:
+        raise UserError(f"--channel-shuffle {args.channel_shuffle}: give a fraction in [0, 1]")
     if args.rooms:
         from nedr.model.rooms import room_samples
 
         print(f"rendering {args.rooms} rooms ...", flush=True)
         train = train + room_samples(args.rooms, [s.image for s in train], seed=seed, workers=args.workers)
     val = SyntheticHaze(heldout_samples(), 256, seed=777, scale=(1.0, 1.0)) if args.val_every > 0 else None
-    return SyntheticHaze(train, crop, seed, scale=tuple(args.scale), convention=args.convention), val
+    return SyntheticHaze(train, crop, seed, scale=tuple(args.scale), convention=args.convention,
+                         channel_shuffle=args.channel_shuffle), val
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,10 +106,11 @@ def run(args: argparse.Namespace) -> int:
                           amp=not args.no_amp, workers=args.workers, val_every=args.val_every,
                           ckpt_every=args.ckpt_every, atmosphere=args.atmosphere, freeze_bn=args.freeze_bn,
                           loss_atmosphere=args.loss_atmosphere, t_weight=args.t_weight,
-                          architecture=ARCHITECTURES[args.arch].to_config(),
+                          loss_guided=args.loss_guided, train_only=args.train_only,
+                          architecture={**ARCHITECTURES[args.arch].to_config(), "prior_gate": args.prior_gate},
                           data={"hazy": args.hazy, "clean": args.clean, "paired": args.paired, "bank": args.bank,
                                 "sources": args.sources, "rooms": args.rooms, "convention": args.convention or "both",
-                                "scale": list(args.scale)})
+                                "scale": list(args.scale), "channel_shuffle": args.channel_shuffle})
     except ValueError as exc:
         raise UserError(str(exc)) from None
     train, val = build_datasets(args, cfg.crop, cfg.seed)
