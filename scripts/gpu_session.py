@@ -17,6 +17,8 @@ files, so the data travels as a bank of the bundled sources and a folder of JPEG
 Weights come back as float16 safetensors shards (the device returns files of at most 16 MiB);
 `nedr.model.checkpoint.merge_shards` joins them. `--init none --no-freeze-bn --lr 3e-4 --atmosphere dark_channel
 --loss-atmosphere estimate` with the old bank is how the first demo weights were trained.
+`--prior-gate [--channel-shuffle P]` trains the network and the prior gate together, through the guided
+filter (README "The prior gate": on the CPU only the gate could be trained, on a frozen network).
 """
 from __future__ import annotations
 
@@ -65,10 +67,12 @@ def train(args: argparse.Namespace) -> None:
     cfg = TrainConfig(steps=10**6, batch=args.batch, crop=args.crop, lr=args.lr, workers=args.workers,
                       log_every=50, val_every=500, ckpt_every=0, val_count=10, atmosphere=args.atmosphere,
                       loss_atmosphere=args.loss_atmosphere, freeze_bn=args.freeze_bn,
-                      architecture=ARCHITECTURES[args.arch].to_config(),
-                      data={"bank": args.bank, "sources": args.sources, "rooms": args.rooms, "convention": "both"})
+                      loss_guided=args.prior_gate,  # the gate's prior t means something only after the filter
+                      architecture={**ARCHITECTURES[args.arch].to_config(), "prior_gate": args.prior_gate},
+                      data={"bank": args.bank, "sources": args.sources, "rooms": args.rooms, "convention": "both",
+                            "channel_shuffle": args.channel_shuffle})
     init = None if args.init == "none" else args.init
-    trainer = Trainer(cfg, SyntheticHaze(train_set, args.crop, seed=1), out / "run",
+    trainer = Trainer(cfg, SyntheticHaze(train_set, args.crop, seed=1, channel_shuffle=args.channel_shuffle), out / "run",
                       SyntheticHaze(val_set, args.crop, seed=777, scale=(1.0, 1.0)), init=init)
     t0 = time.time()
     trainer.fit(steps=30)  # warm-up: workers, cuDNN autotuning
@@ -100,6 +104,9 @@ def main() -> None:
     ap.add_argument("--sources", nargs="*", default=[], metavar="DIR", help="extra photo folders (the carry's photos/)")
     ap.add_argument("--out")
     ap.add_argument("--rooms", type=int, default=0, help="rendered rooms added to the sources (nedr train --rooms)")
+    ap.add_argument("--prior-gate", action="store_true",
+                    help="train the network and the prior gate together (nedr train --prior-gate --loss-guided)")
+    ap.add_argument("--channel-shuffle", type=float, default=0.0, help="nedr train --channel-shuffle")
     ap.add_argument("--train-seconds", type=float, default=600)
     ap.add_argument("--arch", choices=("nedr", "nedr-s"), default="nedr")
     ap.add_argument("--init", default="nedr", help="weights to start from (a bundled name or file; 'none': random)")
