@@ -122,8 +122,9 @@ def find_pair_dirs(root: str | Path) -> tuple[Path, Path]:
     return hazy[0], clean[0]
 
 
-def _mean(values: list[float]) -> float:
-    return math.fsum(values) / len(values) if values else math.nan
+def _means(rows: list[dict], keys: Sequence[str]) -> dict[str, float]:
+    """Per-key mean over report rows (NaN for no rows)."""
+    return {key: math.fsum(row[key] for row in rows) / len(rows) if rows else math.nan for key in keys}
 
 
 def load_pairs(pairs: Sequence[Pair]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -174,7 +175,7 @@ def evaluate(dehaze_fn: Dehazer, pairs: Sequence[Pair] | Sequence[tuple[str, np.
             got = (f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__)
             raise ValueError(f"dehaze_fn must return a uint8 array of shape {hazy.shape} for {name}, got {got}")
         rows.append({"name": name, "psnr": psnr(out, clean, crop), "ssim": ssim(out, clean, crop), "seconds": seconds})
-    mean = {key: _mean([row[key] for row in rows]) for key in ("psnr", "ssim", "seconds")}
+    mean = _means(rows, ("psnr", "ssim", "seconds"))
     return {"rows": rows, "mean": mean, "count": len(rows), "crop": crop}
 
 
@@ -187,7 +188,7 @@ def unseen_scene_mean(report: dict) -> dict:
     rows = [row for row in report["rows"] if is_unseen_scene(row["name"])]
     if not rows:
         raise DataError("no held-out rows of an unseen scene in this report")
-    return {"mean": {key: _mean([row[key] for row in rows]) for key in ("psnr", "ssim")},
+    return {"mean": _means(rows, ("psnr", "ssim")),
             "count": len(rows), "names": [row["name"] for row in rows]}
 
 
