@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from .imageio import DataError, list_images, read_image
 from .samples import Sample
-from .synthesis import synthesize
+from .synthesis import segment_depth, synthesize
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """H×W×C (uint8 or float in [0, 1]) → C×H×W float32."""
@@ -52,19 +52,21 @@ class SyntheticHaze(Dataset):
     scene, so small training crops still see whole-room context. `channel_shuffle`: the fraction
     of crops whose RGB channels are permuted (another permutation than the identity): scenes a
     trained network remembers then look new to it, which is what the prior gate must learn on
-    (it would otherwise learn to trust the network everywhere).
+    (it would otherwise learn to trust the network everywhere). `segment_depth`: the fraction of
+    crops without a true depth whose depth follows their own segments (`synthesis.segment_depth`).
     """
 
     def __init__(self, samples: list[Sample], crop: int = 256, length: int = 10**9, seed: int = 0,
                  scale: tuple[float, float] = (0.4, 1.0), convention: str | None = None,
-                 channel_shuffle: float = 0.0):
+                 channel_shuffle: float = 0.0, segment_depth: float = 0.0):
         if not samples:
             raise DataError("synthetic dataset: no clean samples")
-        if not 0.0 <= channel_shuffle <= 1.0:
-            raise ValueError(f"channel_shuffle is a fraction in [0, 1], got {channel_shuffle}")
+        for name, fraction in (("channel_shuffle", channel_shuffle), ("segment_depth", segment_depth)):
+            if not 0.0 <= fraction <= 1.0:
+                raise ValueError(f"{name} is a fraction in [0, 1], got {fraction}")
         self.samples, self.crop, self.length, self.seed, self.scale = samples, crop, length, seed, scale
         self.convention = convention  # None: both conventions, drawn per item
-        self.channel_shuffle = channel_shuffle
+        self.channel_shuffle, self.segment_depth = channel_shuffle, segment_depth
 
     def __len__(self) -> int:
         return self.length
@@ -78,6 +80,8 @@ class SyntheticHaze(Dataset):
             (image,), depth = random_crop(rng, self.crop, sample.image, scale=self.scale), None
         if self.channel_shuffle and rng.random() < self.channel_shuffle:  # no draw at 0: old streams kept
             image = np.ascontiguousarray(image[..., list(SHUFFLES[int(rng.integers(len(SHUFFLES)))])])
+        if depth is None and self.segment_depth and rng.random() < self.segment_depth:  # no draw at 0, as above
+            depth = segment_depth(image, rng)
         h = synthesize(image, rng, depth, self.convention)
         return {"hazy": to_tensor(h.hazy), "clean": to_tensor(h.clean), "t": to_tensor(h.t),
                 "A": torch.from_numpy(np.asarray(h.A, dtype=np.float32))}

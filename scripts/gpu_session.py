@@ -70,9 +70,10 @@ def train(args: argparse.Namespace) -> None:
                       loss_guided=args.prior_gate,  # the gate's prior t means something only after the filter
                       architecture={**ARCHITECTURES[args.arch].to_config(), "prior_gate": args.prior_gate},
                       data={"bank": args.bank, "sources": args.sources, "rooms": args.rooms, "convention": "both",
-                            "channel_shuffle": args.channel_shuffle})
+                            "channel_shuffle": args.channel_shuffle, "segment_depth": args.segment_depth})
     init = None if args.init == "none" else args.init
-    trainer = Trainer(cfg, SyntheticHaze(train_set, args.crop, seed=1, channel_shuffle=args.channel_shuffle), out / "run",
+    trainer = Trainer(cfg, SyntheticHaze(train_set, args.crop, seed=1, channel_shuffle=args.channel_shuffle,
+                                         segment_depth=args.segment_depth), out / "run",
                       SyntheticHaze(val_set, args.crop, seed=777, scale=(1.0, 1.0)), init=init)
     t0 = time.time()
     trainer.fit(steps=30)  # warm-up: workers, cuDNN autotuning
@@ -107,6 +108,7 @@ def main() -> None:
     ap.add_argument("--prior-gate", action="store_true",
                     help="train the network and the prior gate together (nedr train --prior-gate --loss-guided)")
     ap.add_argument("--channel-shuffle", type=float, default=0.0, help="nedr train --channel-shuffle")
+    ap.add_argument("--segment-depth", type=float, default=0.0, help="nedr train --segment-depth")
     ap.add_argument("--train-seconds", type=float, default=600)
     ap.add_argument("--arch", choices=("nedr", "nedr-s"), default="nedr")
     ap.add_argument("--init", default="nedr", help="weights to start from (a bundled name or file; 'none': random)")

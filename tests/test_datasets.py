@@ -1,4 +1,5 @@
-"""SyntheticHaze's channel shuffle: a permutation of the crop's colours, and nothing else changed."""
+"""SyntheticHaze's options: channel shuffle (a permutation of the crop's colours, nothing else changed)
+and segment depth (t follows the crop's own segments)."""
 from __future__ import annotations
 
 import pytest
@@ -28,3 +29,18 @@ def test_no_shuffle_keeps_the_item_stream():
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="channel_shuffle"):
         _data(channel_shuffle=1.5)
+
+
+def test_segment_depth_changes_t_but_not_the_clean_crop():
+    plain, segmented = _data(), _data(segment_depth=1.0)
+    for i in range(3):
+        a, b = plain[i], segmented[i]
+        assert torch.equal(a["clean"], b["clean"])
+        assert not torch.equal(a["t"], b["t"])
+
+
+def test_no_segment_depth_keeps_the_item_stream():
+    a, b = _data()[7], _data(segment_depth=0.0)[7]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="segment_depth"):
+        _data(segment_depth=-0.1)

@@ -6,7 +6,7 @@ from skimage import data
 from nedr.model.datasets import SyntheticHaze
 from nedr.model.samples import Sample, motorcycle_depth
 from nedr.model.synthesis import (A_RANGE, CONVENTIONS, T_MEAN_RANGE, depth_prior, invert, linear_to_srgb,
-                                  srgb_to_linear, synthesize)
+                                  segment_depth, srgb_to_linear, synthesize)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +63,24 @@ def test_room_prior_is_deepest_towards_the_vanishing_region():
         assert d.min() == 0 and abs(d.max() - 1) < 1e-6
         border = np.concatenate([d[:4].ravel(), d[-4:].ravel(), d[:, :4].ravel(), d[:, -4:].ravel()])
         assert d[40:80, 50:110].max() > border.mean() + 0.3
+
+
+def test_segment_depth_jumps_only_on_image_edges():
+    """Four flat colour quadrants: depth is smooth inside each, and its steps lie on the quadrant
+    borders (where the segments meet; the segmentation's smoothing blurs a border over a few pixels)."""
+    image = np.zeros((96, 96, 3), np.uint8)
+    image[:48, 48:] = (200, 40, 40)
+    image[48:, :48] = (40, 200, 40)
+    image[48:, 48:] = (230, 230, 230)
+    for seed in range(4):
+        d = segment_depth(image, np.random.default_rng(seed))
+        assert d.shape == (96, 96) and d.dtype == np.float32 and d.min() == 0 and abs(d.max() - 1) < 1e-6
+        assert np.array_equal(d, segment_depth(image, np.random.default_rng(seed)))
+        steps_x, steps_y = np.abs(np.diff(d, axis=1)), np.abs(np.diff(d, axis=0))
+        near = np.abs(np.arange(95) - 47) <= 3
+        inside = max(steps_x[:, ~near].max(), steps_y[~near, :].max())
+        border = max(steps_x[:, near].max(), steps_y[near, :].max())
+        assert border > 5 * inside
 
 
 def test_deterministic_per_seed(photo):

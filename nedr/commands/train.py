@@ -27,6 +27,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--channel-shuffle", type=float, default=0.0, metavar="P",
                       help="fraction of crops with their RGB channels permuted (training the prior gate: "
                            "remembered scenes then look new to the network)")
+    data.add_argument("--segment-depth", type=float, default=0.0, metavar="P",
+                      help="fraction of crops whose depth jumps along the image's own segments, as real depth "
+                           "does at object outlines (nedr.model.synthesis.segment_depth; default: 0)")
     data.add_argument("--scale", type=float, nargs=2, default=(0.4, 1.0), metavar=("MIN", "MAX"),
                       help="random rescale range of a source before cropping (default: 0.4 1.0)")
     parser.add_argument("-o", "--output", default="nedr-train", help="run folder: log, train_state.pt, final weights")
@@ -83,8 +86,9 @@ def build_datasets(args: argparse.Namespace, crop: int, seed: int):
         train = training_samples(args.sources)
     if args.rooms < 0:
         raise UserError(f"--rooms {args.rooms}: give a count >= 0")
-    if not 0.0 <= args.channel_shuffle <= 1.0:
-        raise UserError(f"--channel-shuffle {args.channel_shuffle}: give a fraction in [0, 1]")
+    for flag, fraction in (("--channel-shuffle", args.channel_shuffle), ("--segment-depth", args.segment_depth)):
+        if not 0.0 <= fraction <= 1.0:
+            raise UserError(f"{flag} {fraction}: give a fraction in [0, 1]")
     if args.rooms:
         from nedr.model.rooms import room_samples
 
@@ -92,7 +96,7 @@ def build_datasets(args: argparse.Namespace, crop: int, seed: int):
         train = train + room_samples(args.rooms, [s.image for s in train], seed=seed, workers=args.workers)
     val = SyntheticHaze(heldout_samples(), 256, seed=777, scale=(1.0, 1.0)) if args.val_every > 0 else None
     return SyntheticHaze(train, crop, seed, scale=tuple(args.scale), convention=args.convention,
-                         channel_shuffle=args.channel_shuffle), val
+                         channel_shuffle=args.channel_shuffle, segment_depth=args.segment_depth), val
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
                           architecture={**ARCHITECTURES[args.arch].to_config(), "prior_gate": args.prior_gate},
                           data={"hazy": args.hazy, "clean": args.clean, "paired": args.paired, "bank": args.bank,
                                 "sources": args.sources, "rooms": args.rooms, "convention": args.convention or "both",
-                                "scale": list(args.scale), "channel_shuffle": args.channel_shuffle})
+                                "scale": list(args.scale), "channel_shuffle": args.channel_shuffle,
+                                "segment_depth": args.segment_depth})
     except ValueError as exc:
         raise UserError(str(exc)) from None
     train, val = build_datasets(args, cfg.crop, cfg.seed)
