@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     from nedr.metrics import psnr
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--onnx", help="FP32 export (default: export the bundled demo weights)")
+    parser.add_argument("--onnx", help="FP32 export (default: export the bundled default weights)")
     parser.add_argument("--work", default="nedr-output/int8-bench", help="folder for the exported/quantized files")
     parser.add_argument("--size", type=parse_size, default=(480, 640))
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="calibration frames")

@@ -117,7 +117,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     big = _peak_rss_of_big_photo(args.checkpoint)
     print(big)
-    report = {"checkpoint": args.checkpoint or "bundled demo weights", "large_side": LARGE_SIDE,
+    report = {"checkpoint": args.checkpoint or "bundled default weights", "large_side": LARGE_SIDE,
               "network_side": NETWORK_SIDE, "rows": rows, "big_photo": big,
               "machine": {"cpu": cpu_info(), "load_avg": load_average(), "torch_threads": torch.get_num_threads(),
                           "niceness": os.nice(0)}, "versions": versions(),

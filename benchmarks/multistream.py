@@ -127,7 +127,7 @@ def main(argv=None) -> None:
     ap.add_argument("--size", default="320x136", metavar="WxH", help="frame size of the clips (bikes.mp4 is 640x272)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--backend", default="onnxruntime", help="torch or onnxruntime (tensorrt with --model ENGINE)")
-    ap.add_argument("--model", default=None, help="model file (default: the demo weights)")
+    ap.add_argument("--model", default=None, help="model file (default: the bundled default weights)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     out = Path(args.out)

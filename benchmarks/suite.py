@@ -394,7 +394,7 @@ class Bench:
             "machine": {"cpu": cpu_info(), "gpu": gpu_info(), "threads": self.threads, "conv_peak": self.peaks,
                         "load_avg_at_start": load_at_start, "load_avg_at_end": load_average()},
             "versions": versions(),
-            "model": {"checkpoint": c.checkpoint or "bundled demo weights", "architecture": self.arch.to_config(),
+            "model": {"checkpoint": c.checkpoint or "bundled default weights", "architecture": self.arch.to_config(),
                       "guided_filter": self.guided_filter},
             "candidates": [{"key": item.key, "label": item.candidate.label, "backend": item.candidate.backend,
                             "precision": item.candidate.precision, "variant": item.candidate.variant,

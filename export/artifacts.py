@@ -36,7 +36,7 @@ def cache_dir() -> Path:
 
 def cached_onnx(checkpoint: str | os.PathLike | None = None, *, with_transmission: bool = True,
                 folder: str | os.PathLike | None = None) -> Path:
-    """The FP32 ONNX export of `checkpoint` (a file or bundled name; default: the demo weights),
+    """The FP32 ONNX export of `checkpoint` (a file or bundled name; default: the bundled default weights),
     made once in `folder` (default: the cache) and reused."""
     weights = resolve_weights(checkpoint)
     if not weights.is_file():

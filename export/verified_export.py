@@ -42,7 +42,7 @@ def export_verified(checkpoint: str | os.PathLike | None, out: str | os.PathLike
                     guided_filter: bool | None = None, opset: int = DEFAULT_OPSET,
                     static_size: tuple[int, int] | None = None, with_transmission: bool = True,
                     log: Callable[[str], None] = lambda _msg: None) -> Path:
-    """Export `checkpoint` (a file or bundled name; default: the demo weights) to `out`; returns `out`.
+    """Export `checkpoint` (a file or bundled name; default: the bundled default weights) to `out`; returns `out`.
 
     `verify` compares ONNX Runtime with PyTorch (`verify_onnx`); a file over `atol` is removed and
     ExportError raised. `precision="fp16"` converts the FP32 export and measures the agreement.

@@ -43,7 +43,7 @@ def _listing(keys: list[str]) -> str:
 
 
 def default_weights_path() -> Path:
-    """The demo weights shipped inside the package (trained as described in their config)."""
+    """The default weights shipped inside the package (`nedr.bundled.DEFAULT`; trained as their config says)."""
     return resolve_weights(None)
 
 
@@ -138,7 +138,7 @@ def load_checkpoint(path: str | Path | None = None, *, atmosphere: str | None = 
                     guided_filter: bool | None = None, error: type[NedrError] = CheckpointError) -> NeDR:
     """Build a NeDR in eval mode on the CPU from a public `.pth`, a bare state dict, or our format.
 
-    `path=None` or "nedr" loads the bundled demo weights. `atmosphere` / `guided_filter` default to
+    `path=None` loads the bundled default weights (`nedr-s`), a bundled name those weights. `atmosphere` / `guided_filter` default to
     the checkpoint's config, else to the public outdoor setting (dark channel, filter on); the layer
     sizes come from the config's `architecture` (public sizes when absent). A checkpoint that cannot
     become this model raises `error` (default CheckpointError; the exporter passes ExportError): the

@@ -9,10 +9,11 @@ import importlib.util
 import os
 from pathlib import Path
 
-# name -> file under nedr/model/weights/. "nedr" is the full network (the default everywhere);
-# "nedr-s" the light variant (docs/model.md, Architecture "nedr-s").
+# name -> file under nedr/model/weights/. "nedr-s" is the light variant (docs/model.md, Architecture
+# "nedr-s") and the default everywhere: it scores better than the full network's weights on every
+# evaluation set (README "Bundled weights") and runs 3.6x faster. "nedr" is the full public network.
 BUNDLED = {"nedr": "nedr-demo.safetensors", "nedr-s": "nedr-s.safetensors"}
-DEFAULT = "nedr"
+DEFAULT = "nedr-s"
 
 
 def weights_folder() -> Path:

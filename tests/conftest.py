@@ -81,8 +81,8 @@ def small_model():
 
 @pytest.fixture(scope="session")
 def demo_triton_repo(tmp_path_factory) -> Path:
-    """`nedr export --triton REPO --no-verify` of the demo weights (transmission on, the default),
-    run once per session: the real path, demo weights → ONNX → REPO/nedr/{config.pbtxt,1/model.onnx}.
+    """`nedr export --triton REPO --no-verify` of the default weights (transmission on, the default),
+    run once per session: the real path, default weights → ONNX → REPO/nedr/{config.pbtxt,1/model.onnx}.
     Read-only for tests: a test that needs another repository writes its own from that model.onnx
     (`--from-onnx`, which copies the file)."""
     from nedr.cli import main

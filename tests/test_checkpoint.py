@@ -363,10 +363,10 @@ def test_bad_architecture_in_config_is_one_line(tmp_path):
         load_checkpoint(path)
 
 
-def test_bundled_name_resolves_to_the_demo_weights(tmp_path, monkeypatch):
+def test_bundled_name_resolves_to_the_default_weights(tmp_path, monkeypatch):
     from nedr.model.checkpoint import default_weights_path, resolve_weights
 
-    assert resolve_weights("nedr") == default_weights_path() == resolve_weights(None)
+    assert resolve_weights("nedr-s") == default_weights_path() == resolve_weights(None)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "nedr").write_bytes(b"x")  # a file of that name wins
     assert resolve_weights("nedr") == Path("nedr")

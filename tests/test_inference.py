@@ -150,7 +150,7 @@ def test_large_input_runs_the_network_small_and_keeps_colour(small_model):
 
 def test_first_call_equals_later_calls_in_a_fresh_process():
     """The first `dehaze()` of a process (oneDNN picks and caches its kernels then) gives the same
-    bytes as later calls, at 2 threads, with the demo weights on a 100×150 photo."""
+    bytes as later calls, at 2 threads, with the default weights on a 100×150 photo."""
     code = (
         "import hashlib, numpy as np, skimage.data, torch\n"
         "torch.set_num_threads(2)\n"

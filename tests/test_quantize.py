@@ -1,7 +1,7 @@
 """`nedr quantize`: INT8 Q/DQ placement and zero points per target, accuracy against FP32 on
 held-out frames, the calibration cache, the --target-psnr search, and one-line errors.
 
-One export of the demo weights (realistic activation ranges) and one calibration at 128×128 from
+One export of the default weights (realistic activation ranges) and one calibration at 128×128 from
 4 synthetic frames serve the whole file; every later quantization reuses the cached ranges.
 """
 from __future__ import annotations

@@ -140,7 +140,8 @@ def test_cpu_defaults_apply_only_when_nothing_is_chosen(monkeypatch):
 
 def test_bundled_names_resolve_without_torch_and_files_win(tmp_path, monkeypatch):
     assert set(BUNDLED) >= {"nedr", "nedr-s"}
-    assert resolve_weights(None) == resolve_weights("nedr") == weights_folder() / BUNDLED["nedr"]
+    assert resolve_weights(None) == resolve_weights("nedr-s") == weights_folder() / BUNDLED["nedr-s"]
+    assert resolve_weights("nedr") == weights_folder() / BUNDLED["nedr"]
     assert resolve_weights("nedr-s") == weights_folder() / BUNDLED["nedr-s"]
     assert resolve_weights("x.safetensors").name == "x.safetensors" and not is_bundled_name("x.safetensors")
     monkeypatch.chdir(tmp_path)

@@ -113,7 +113,7 @@ def test_runtime_works_without_torch(tmp_path):
 
 
 def test_torch_backend_on_an_odd_frame():
-    """The real network (demo weights, CPU) on one odd-sized frame: 203×141 is padded to 224×160 and
+    """The real network (default weights, CPU) on one odd-sized frame: 203×141 is padded to 224×160 and
     comes back at 203×141 (721×403 goes through the same code with the fake backend in
     test_runtime_pipeline; the real network there costs ~40 s on 2 shared cores)."""
     pytest.importorskip("torch")

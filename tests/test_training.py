@@ -91,6 +91,35 @@ def test_training_log_csv(runs):
     assert math.isfinite(float(rows[-1]["val_psnr"])) and 0 < float(rows[-1]["val_ssim"]) <= 1
 
 
+@pytest.mark.slow
+def test_weight_average_is_the_mean_of_the_snapshots_and_resumes(tmp_path):
+    from nedr.model.network import ARCHITECTURES
+
+    cfg = config(architecture=ARCHITECTURES["nedr-s"].to_config(), average_every=1, ckpt_every=1, freeze_bn=True)
+    train = SyntheticHaze(astronaut(), crop=CROP, seed=0)
+    full = KeepStates(cfg, train, tmp_path / "full")
+    full.fit(3)
+    snapshots = [torch.load(full.out / f"state_{i}.pt", weights_only=True)["net_h2c"] for i in (1, 2, 3)]
+    averaged = load_checkpoint(full.export(tmp_path / "full.safetensors", half=False))
+    assert averaged.config["training"]["averaged"] == 3
+    saved = averaged.state_dict()
+    moved = 0
+    for name, _ in full.model.named_parameters():
+        assert torch.allclose(saved[name], sum(s[name] for s in snapshots) / 3, atol=1e-6), name
+        moved += not torch.equal(saved[name], snapshots[-1][name])
+    assert moved > 0  # the export is not the last step's weights
+    for name, buffer in full.model.state_dict().items():  # BatchNorm statistics: the live ones
+        if "running" in name:
+            assert torch.equal(saved[name], buffer), name
+    resumed = Trainer(cfg, train, tmp_path / "resumed")
+    resumed.resume(full.out / "state_2.pt")
+    resumed.fit(3)
+    again = load_checkpoint(resumed.export(tmp_path / "resumed.safetensors", half=False)).state_dict()
+    assert all(torch.equal(saved[k], again[k]) for k in saved)
+    with pytest.raises(ValueError, match="average_every"):
+        config(average_every=-1)
+
+
 def test_frozen_batchnorm_keeps_running_statistics(tmp_path):
     cfg = config(freeze_bn=True)
     trainer = Trainer(cfg, SyntheticHaze(astronaut(), crop=CROP, seed=0), tmp_path)

@@ -7,7 +7,7 @@ tests/runtime_helpers.tiny_onnx) through Triton's Python backend. Over HTTP and 
 equal the onnxruntime backend's on the same frames, one-line errors for an unreachable server,
 a missing model and mismatched shapes or types, a server killed and restarted mid-run that the
 run survives, and 4 file plus 2 live streams batched through it at once. One slow test serves
-our own model instead: the demo weights through `nedr export --triton`, whose outputs over both
+our own model instead: the default weights through `nedr export --triton`, whose outputs over both
 protocols equal the onnxruntime backend's on the same file (issue 13's must-hold, ≤ 1e-4). Pure
 pieces (URL parsing, the I/O contract check, which errors are retried) are tested without a server.
 """

@@ -62,7 +62,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="timed seconds per backend and size; more calls are made while under it (default: 2)")
     parser.add_argument("--min-iters", type=int, default=None, metavar="N", help="timed calls per backend and size, at least (default: 5)")
     parser.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for PyTorch and ONNX Runtime (default: all cores)")
-    parser.add_argument("--checkpoint", "-c", default=None, metavar="PATH", help="weights (default: bundled demo weights)")
+    parser.add_argument("--checkpoint", "-c", default=None, metavar="PATH", help="weights (default: the bundled default, nedr-s)")
     parser.add_argument("--pairs", type=Path, default=None, metavar="DIR",
                         help="paired folder (hazy/ + gt/) for the quality table (default: ../shared/data or "
                              "shared/data when present)")

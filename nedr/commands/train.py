@@ -42,6 +42,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--val-every", type=int, default=500)
     parser.add_argument("--ckpt-every", type=int, default=500)
+    parser.add_argument("--average-every", type=int, default=0, metavar="N",
+                        help="save the mean of the weights taken every N steps instead of the last step's "
+                             "(stochastic weight averaging; default 0: the last step)")
     parser.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds (state is saved)")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT/train_state.pt")
     parser.add_argument("--init", help="start from these weights (fine-tuning)")
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig(preset=args.preset, steps=args.steps, batch=args.batch, crop=args.crop, lr=lr,
                           lr_milestones=args.lr_milestones, seed=args.seed, device=args.device,
                           amp=not args.no_amp, workers=args.workers, val_every=args.val_every,
-                          ckpt_every=args.ckpt_every, atmosphere=args.atmosphere, freeze_bn=args.freeze_bn,
+                          ckpt_every=args.ckpt_every, average_every=args.average_every,
+                          atmosphere=args.atmosphere, freeze_bn=args.freeze_bn,
                           loss_atmosphere=args.loss_atmosphere, t_weight=args.t_weight,
                           loss_guided=args.loss_guided, train_only=args.train_only,
                           architecture={**ARCHITECTURES[args.arch].to_config(), "prior_gate": args.prior_gate},

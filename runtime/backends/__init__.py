@@ -17,7 +17,7 @@ the rows; a backend's module is imported only when that backend is made (`BACKEN
 
 Heavy modules are imported inside the backends that need them: importing this package, and running
 the onnxruntime or tensorrt backend on an existing model file, never imports torch (a Jetson runtime
-has none). Without a model file, the onnxruntime backend exports the bundled demo weights once to a
+has none). Without a model file, the onnxruntime backend exports the bundled default weights once to a
 cache folder (that one step needs torch).
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ from ..errors import BackendError
 class OnnxRuntimeBackend(Backend):
     """ONNX Runtime with the best providers available: TensorRT EP → CUDA EP → CPU.
 
-    `model`: an .onnx file, or a checkpoint (default: the demo weights) exported once to the cache
+    `model`: an .onnx file, or a checkpoint (default: the bundled default weights) exported once to the cache
     with the transmission output; for a checkpoint, `precision` fp16 or int8 derives that file once
     too (int8: `nedr quantize`'s cpu target on the CPU provider, tensorrt target on GPU providers,
     synthetic calibration). `threads`: intra-op threads on the CPU provider. On a GPU provider the
@@ -74,7 +74,7 @@ class OnnxRuntimeBackend(Backend):
             except ExportError as exc:
                 raise BackendError(str(exc)) from None
             self.model_path = artifact.path
-            self.exported_from = str(self.checkpoint or "bundled demo weights")
+            self.exported_from = str(self.checkpoint or "bundled default weights")
         if not self.model_path.is_file():
             raise BackendError(f"{self.model_path}: no such ONNX file")
         available = ort.get_available_providers()

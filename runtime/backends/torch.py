@@ -35,7 +35,7 @@ def _torch_device(torch, name: str | None):
 class TorchBackend(Backend):
     """PyTorch eager: CPU or CUDA; FP16 weights and channels_last memory on CUDA by default.
 
-    `model`: checkpoint file (default demo weights) or an `nedr.model.NeDR` instance. Returns J, t
+    `model`: checkpoint file (default: the bundled default weights) or an `nedr.model.NeDR` instance. Returns J, t
     and A (so stabilisation re-solves J exactly as the network would with a smoothed A).
     `cuda_graph`: capture the whole network once per input shape and replay it as one launch, which
     removes the CPU launch overhead that dominates small frames on a GPU.
@@ -153,7 +153,7 @@ class TorchBackend(Backend):
         return self.active and self.device.type == "cuda"
 
     def describe(self) -> dict[str, Any]:
-        info = {"backend": self.name, "model": str(self.model_source or "bundled demo weights")}
+        info = {"backend": self.name, "model": str(self.model_source or "bundled default weights")}
         if self.active or hasattr(self, "device"):
             torch = self._torch
             info.update(device=str(self.device), precision="fp16" if self.half else "fp32",
