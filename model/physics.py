@@ -97,7 +97,12 @@ def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.
       leaves dense haze bright grey. He takes the single brightest pixel; on a near-tie that pick
       flips between ONNX Runtime and PyTorch and moves A for the whole frame (53 dB between the
       two), while a mean of 16 moves by a sixteenth of the swapped pixels' difference, and scores
-      the same on SOTS and the held-out sets (within 0.03 dB).
+      the same on SOTS and the held-out sets (within 0.03 dB). Both cuts are thresholds that keep
+      every tie (pixels whose dark channel equals the k-th largest, whose brightness equals the
+      16th): which of several equal pixels a TopK returns is the implementation's choice, and a
+      bikes.mp4 frame with 49 candidates and a run of equal dark-channel values at the cut moved A
+      by 0.003 between ONNX Runtime and PyTorch that way. A set defined by values alone is the same
+      in both.
     """
     if mode == "max":
         return image.amax(dim=(2, 3), keepdim=True)
@@ -109,13 +114,19 @@ def atmospheric_light(image: torch.Tensor, mode: str = "dark_channel") -> torch.
         k = torch.minimum(k, torch.tensor(TOPK_MAX))  # Min, not Clip: TensorRT's Clip is float-only
     elif k < 1:
         raise ValueError(f"dark-channel A needs H·W >= 1000, got {h}×{w}")
-    idx = dark_channel(image).flatten(1).topk(k, dim=1).indices  # N×k
+    dark = dark_channel(image).flatten(1)  # N×HW
+    if mode == "brightest":
+        cut = dark.topk(k, dim=1).values[:, -1:]  # N×1: the k-th largest dark channel
+        flat = image.flatten(2)  # N×3×HW
+        # R + G + B as two Adds in a fixed order: the same float sums in every runtime, so ties stay ties
+        brightness = flat[:, 0] + flat[:, 1] + flat[:, 2]
+        brightness = torch.where(dark >= cut, brightness, torch.full_like(brightness, -1.0))  # candidates only
+        m = torch.minimum(k, torch.tensor(BRIGHTEST_COUNT)) if isinstance(k, torch.Tensor) else min(k, BRIGHTEST_COUNT)
+        chosen = (brightness >= brightness.topk(m, dim=1).values[:, -1:]).to(image.dtype)  # N×HW, ties kept
+        return ((flat * chosen[:, None]).sum(dim=2) / chosen.sum(dim=1, keepdim=True))[..., None, None]
+    idx = dark.topk(k, dim=1).indices  # N×k
     # expand to the literal 3 RGB channels: a traced `c` would put Shape arithmetic in the ONNX graph
     picked = image.flatten(2).gather(2, idx[:, None, :].expand(-1, 3, -1))  # N×3×k
-    if mode == "brightest":
-        m = torch.minimum(k, torch.tensor(BRIGHTEST_COUNT)) if isinstance(k, torch.Tensor) else min(k, BRIGHTEST_COUNT)
-        best = picked.sum(dim=1).topk(m, dim=1).indices  # N×m
-        return picked.gather(2, best[:, None, :].expand(-1, 3, -1)).mean(dim=2)[..., None, None]
     return picked.amax(dim=2).clamp(max=A_MAX)[..., None, None]
 
 

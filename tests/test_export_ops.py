@@ -126,3 +126,35 @@ def test_atmospheric_light_exports_clean_and_matches_pytorch_at_two_sizes(tmp_pa
         x = (0.55 + 0.4 * rng.random((1, 3, h, w))).astype(np.float32)
         want = atmospheric_light(torch.from_numpy(x), mode).numpy()
         np.testing.assert_allclose(session.run(None, {"hazy": x})[0], want, atol=1e-6)
+
+
+def test_brightest_light_keeps_ties_and_agrees_in_onnx_runtime_on_quantised_frames(tmp_path):
+    """uint8 frames have runs of equal dark-channel values and equal R+G+B at both cuts; which of
+    the equal pixels a TopK returns differs between runtimes, so "brightest" keeps every tie: A is
+    the mean over a set fixed by values alone (checked with numpy) and ONNX Runtime gives it too."""
+    import onnxruntime as ort
+    import torch
+
+    from nedr.model.physics import atmospheric_light, dark_channel
+
+    class A(torch.nn.Module):
+        def forward(self, x):
+            return atmospheric_light(x, "brightest")
+
+    path = tmp_path / "a.onnx"
+    torch.onnx.export(A(), torch.rand(1, 3, 128, 160), str(path), input_names=["hazy"], output_names=["a"],
+                      dynamic_axes={"hazy": {2: "h", 3: "w"}}, opset_version=17, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(11)
+    for seed in range(3):
+        x = (rng.integers(150, 175, (1, 3, 192, 256)) / 255).astype(np.float32)  # few levels: many ties
+        got = atmospheric_light(torch.from_numpy(x), "brightest")[0, :, 0, 0].numpy()
+        dark = dark_channel(torch.from_numpy(x)).numpy().ravel()
+        k = 192 * 256 // 1000
+        candidates = dark >= np.sort(dark)[-k]
+        assert candidates.sum() > k  # the frame does tie at the cut
+        flat = x[0].reshape(3, -1)
+        brightness = np.where(candidates, flat[0] + flat[1] + flat[2], -1)
+        chosen = brightness >= np.sort(brightness)[-16]
+        np.testing.assert_allclose(got, flat[:, chosen].mean(axis=1), atol=1e-6)
+        np.testing.assert_allclose(session.run(None, {"hazy": x})[0][0, :, 0, 0], got, atol=1e-6)
