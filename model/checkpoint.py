@@ -138,11 +138,11 @@ def load_checkpoint(path: str | Path | None = None, *, atmosphere: str | None = 
                     guided_filter: bool | None = None, error: type[NedrError] = CheckpointError) -> NeDR:
     """Build a NeDR in eval mode on the CPU from a public `.pth`, a bare state dict, or our format.
 
-    `path=None` loads the bundled default weights (`nedr-s`), a bundled name those weights. `atmosphere` / `guided_filter` default to
-    the checkpoint's config, else to the public outdoor setting (dark channel, filter on); the layer
-    sizes come from the config's `architecture` (public sizes when absent). A checkpoint that cannot
-    become this model raises `error` (default CheckpointError; the exporter passes ExportError): the
-    caller's stage names the failure, no re-wrap.
+    `path=None` loads the bundled default weights (`nedr-s`), a bundled name ("nedr") those weights.
+    `atmosphere` / `guided_filter` default to the checkpoint's config, else to the public outdoor
+    setting (dark channel, filter on); the layer sizes come from the config's `architecture`
+    (public sizes when absent). A checkpoint that cannot become this model raises `error` (default
+    CheckpointError; the exporter passes ExportError): the caller's stage names the failure, no re-wrap.
     """
     path = resolve_weights(path)
     state, config = read_state(path, error=error)

@@ -86,6 +86,12 @@ def room_depth(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return z
 
 
+def _unit_range(d: np.ndarray) -> np.ndarray:
+    """Shift and scale to [0, 1] (a flat map stays 0)."""
+    d = d - d.min()
+    return (d / max(float(d.max()), 1e-6)).astype(np.float32)
+
+
 def depth_prior(shape: tuple[int, int], rng: np.random.Generator, kind: str | None = None) -> np.ndarray:
     """Relative depth in [0, 1] (1 = far) from a scene prior (`DEPTH_PRIORS`), plus smooth variation."""
     h, w = shape
@@ -107,9 +113,7 @@ def depth_prior(shape: tuple[int, int], rng: np.random.Generator, kind: str | No
     else:
         raise ValueError(f"depth prior must be one of {DEPTH_PRIORS}, got {kind!r}")
     mix = 1.0 if kind == "field" else rng.uniform(0.05, 0.2) if kind == "room" else rng.uniform(0.15, 0.5)
-    d = (1 - mix) * base + mix * smooth_field(shape, rng)
-    d = d - d.min()
-    return (d / max(float(d.max()), 1e-6)).astype(np.float32)
+    return _unit_range((1 - mix) * base + mix * smooth_field(shape, rng))
 
 
 SEGMENT_MIX = (0.4, 0.9)  # share of the per-segment depth in a segmented depth map
@@ -133,9 +137,7 @@ def segment_depth(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     labels = felzenszwalb(image, scale=rng.uniform(*SEGMENT_SCALE), sigma=0.8, min_size=max(16, h * w // 400))
     per_segment = rng.random(int(labels.max()) + 1).astype(np.float32)
     mix = rng.uniform(*SEGMENT_MIX)
-    d = (1 - mix) * depth_prior((h, w), rng) + mix * per_segment[labels]
-    d = d - d.min()
-    return (d / max(float(d.max()), 1e-6)).astype(np.float32)
+    return _unit_range((1 - mix) * depth_prior((h, w), rng) + mix * per_segment[labels])
 
 
 def normalise_depth(depth: np.ndarray) -> np.ndarray:
