@@ -20,7 +20,8 @@ network contract (multiples of 32, at least 128: docs/model.md). `static_size=(H
 static 1×3×H×W graph (what DLA needs). The only shape arithmetic left is the dark-channel K =
 min(⌊H·W/1000⌋, 3840) feeding TopK, and the reshapes that flatten the image for it.
 
-`atmosphere` ("dark_channel" | "max") and `guided_filter` are read from the model and baked in.
+`atmosphere` ("dark_channel" | "max" | "brightest"), `guided_filter` and `prior_mix` are read from the model and
+baked in.
 Tracing runs at 128×160 (or the static size), above the guided filter's 81×81 window, so the
 filter is always in the graph when the model has it on.
 """
@@ -165,7 +166,7 @@ def stamp(graph: onnx.ModelProto, net: NeDR, options: Mapping[str, Any], with_tr
     """Write the metadata props every nedr ONNX carries, so a runtime can check what it was given."""
     from nedr import __version__
 
-    full = {"atmosphere": net.atmosphere, "guided_filter": bool(net.guided_filter),
+    full = {"atmosphere": net.atmosphere, "guided_filter": bool(net.guided_filter), "prior_mix": net.prior_mix,
             "with_transmission": with_transmission, "opset": opset, **options,
             "exporter": f"torch.onnx TorchScript (dynamo=False), torch {torch.__version__}; onnxscript folding",
             "precision": "fp32"}
@@ -214,11 +215,11 @@ def export_onnx(model: NeDR, path: str | Path, *, opset: int = DEFAULT_OPSET,
 
 
 def checkpoint_model(checkpoint: str | Path, *, atmosphere: str | None = None, guided_filter: bool | None = None,
-                     metadata: Mapping[str, Any] | None = None) -> tuple[NeDR, dict[str, Any]]:
+                     prior_mix: float | None = None, metadata: Mapping[str, Any] | None = None) -> tuple[NeDR, dict[str, Any]]:
     """The model a checkpoint (public NeDR/D4 `.pth`, bare state dict, or ours) makes, and the
     metadata its export records: file name, sha256, its config, load warnings (e.g. DREM seeded for
     public files). One load serves both the export and its check against PyTorch.
-    `atmosphere`/`guided_filter` default to the checkpoint's config, else dark channel + filter.
+    `atmosphere`/`guided_filter`/`prior_mix` default to the checkpoint's config, else dark channel + filter.
     Loading problems are raised as ExportError like export ones (the loader is told the class, no
     re-wrap), so callers catch one type."""
     from nedr.model.checkpoint import load_checkpoint
@@ -226,7 +227,8 @@ def checkpoint_model(checkpoint: str | Path, *, atmosphere: str | None = None, g
     checkpoint = Path(checkpoint)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # kept below, and re-issued for the caller
-        model = load_checkpoint(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter, error=ExportError)
+        model = load_checkpoint(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter, prior_mix=prior_mix,
+                                error=ExportError)
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     metadata = dict(metadata or {})
@@ -240,12 +242,12 @@ def checkpoint_model(checkpoint: str | Path, *, atmosphere: str | None = None, g
 
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path, *, atmosphere: str | None = None,
-                      guided_filter: bool | None = None, opset: int = DEFAULT_OPSET,
+                      guided_filter: bool | None = None, prior_mix: float | None = None, opset: int = DEFAULT_OPSET,
                       static_size: tuple[int, int] | None = None, with_transmission: bool = False,
                       metadata: Mapping[str, Any] | None = None) -> Path:
     """Load a checkpoint and export it (`checkpoint_model`: what is recorded, which error)."""
     _check_destination(Path(path))  # before the load: a bad destination fails at once
     model, metadata = checkpoint_model(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter,
-                                       metadata=metadata)
+                                       prior_mix=prior_mix, metadata=metadata)
     return export_onnx(model, path, opset=opset, static_size=static_size, with_transmission=with_transmission,
                        metadata=metadata)

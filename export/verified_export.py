@@ -39,7 +39,7 @@ def _fp32_source_path(out: Path, precision: str) -> Path:
 
 def export_verified(checkpoint: str | os.PathLike | None, out: str | os.PathLike, *, precision: str = "fp32",
                     verify: bool = True, atol: float = 1e-3, atmosphere: str | None = None,
-                    guided_filter: bool | None = None, opset: int = DEFAULT_OPSET,
+                    guided_filter: bool | None = None, prior_mix: float | None = None, opset: int = DEFAULT_OPSET,
                     static_size: tuple[int, int] | None = None, with_transmission: bool = True,
                     log: Callable[[str], None] = lambda _msg: None) -> Path:
     """Export `checkpoint` (a file or bundled name; default: the bundled default weights) to `out`; returns `out`.
@@ -53,7 +53,8 @@ def export_verified(checkpoint: str | os.PathLike | None, out: str | os.PathLike
                           "(INT8: quantize the FP32 export)")
     checkpoint = resolve_weights(checkpoint)
     fp32_path = _fp32_source_path(out, precision)
-    model, metadata = checkpoint_model(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter)
+    model, metadata = checkpoint_model(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter,
+                                       prior_mix=prior_mix)
     export_onnx(model, fp32_path, opset=opset, static_size=static_size, with_transmission=with_transmission,
                 metadata=metadata)
     log(f"exported {fp32_path}")
@@ -73,14 +74,16 @@ def export_verified(checkpoint: str | os.PathLike | None, out: str | os.PathLike
 
 def export_fast_verified(checkpoint: str | os.PathLike | None, out: str | os.PathLike, infer_hw: tuple[int, int], *,
                          verify: bool = True, atmosphere: str | None = None, guided_filter: bool | None = None,
-                         opset: int = DEFAULT_OPSET, with_transmission: bool = True) -> Path:
+                         prior_mix: float | None = None, opset: int = DEFAULT_OPSET,
+                         with_transmission: bool = True) -> Path:
     """The fast variant of `checkpoint` (network at `infer_hw` inside the graph) at `out`; returns `out`.
 
     Verified structurally (checker, shape inference, TensorRT op table), a failing file removed:
     its numerics against PyTorch are covered by the runtime's fast-mode tests."""
     out = _onnx_output(out)
     checkpoint = resolve_weights(checkpoint)
-    model = load_checkpoint(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter, error=ExportError)
+    model = load_checkpoint(checkpoint, atmosphere=atmosphere, guided_filter=guided_filter, prior_mix=prior_mix,
+                            error=ExportError)
     export_fast_onnx(model, out, infer_hw=infer_hw, opset=opset, with_transmission=with_transmission,
                      metadata={META_CHECKPOINT: checkpoint.name, META_CHECKPOINT_SHA256: file_sha256(checkpoint)})
     problems = check_model_file(out) if verify else []

@@ -58,12 +58,13 @@ def check_sizes(sizes) -> list[tuple[int, int]]:
 
 
 def model_as_exported(model: NeDR, onnx_path: str | Path) -> tuple[NeDR, bool]:
-    """A copy of `model` set to the options baked into the file (atmosphere, guided filter), and
+    """A copy of `model` set to the options baked into the file (atmosphere, guided filter, prior mix), and
     whether the file outputs t too, so PyTorch computes exactly what the graph computes."""
     options = read_metadata(onnx_path).get(META_OPTIONS, {})
     twin = copy.deepcopy(model).float().cpu().eval()
     twin.atmosphere = options.get("atmosphere", twin.atmosphere)
     twin.guided_filter = options.get("guided_filter", twin.guided_filter)
+    twin.prior_mix = options.get("prior_mix", 0.0)  # files from before the option never mixed
     return twin, bool(options.get("with_transmission", False))
 
 

@@ -135,12 +135,13 @@ def seed_drem(model: NeDR, seed: int = DREM_SEED) -> None:
 
 
 def load_checkpoint(path: str | Path | None = None, *, atmosphere: str | None = None,
-                    guided_filter: bool | None = None, error: type[NedrError] = CheckpointError) -> NeDR:
+                    guided_filter: bool | None = None, prior_mix: float | None = None,
+                    error: type[NedrError] = CheckpointError) -> NeDR:
     """Build a NeDR in eval mode on the CPU from a public `.pth`, a bare state dict, or our format.
 
     `path=None` loads the bundled default weights (`nedr-s`), a bundled name ("nedr") those weights.
-    `atmosphere` / `guided_filter` default to the checkpoint's config, else to the public outdoor
-    setting (dark channel, filter on); the layer sizes come from the config's `architecture`
+    `atmosphere` / `guided_filter` / `prior_mix` default to the checkpoint's config, else to the public
+    outdoor setting (dark channel, filter on, no prior); the layer sizes come from the config's `architecture`
     (public sizes when absent). A checkpoint that cannot become this model raises `error` (default
     CheckpointError; the exporter passes ExportError): the caller's stage names the failure, no re-wrap.
     """
@@ -148,14 +149,14 @@ def load_checkpoint(path: str | Path | None = None, *, atmosphere: str | None = 
     state, config = read_state(path, error=error)
     arch = config.get("architecture", {})
     try:
-        sizes = Architecture.from_config(arch)
+        model = NeDR(
+            atmosphere=atmosphere or arch.get("atmosphere", "dark_channel"),
+            guided_filter=arch.get("guided_filter", True) if guided_filter is None else guided_filter,
+            arch=Architecture.from_config(arch),
+            prior_mix=arch.get("prior_mix", 0.0) if prior_mix is None else prior_mix,
+        )
     except (TypeError, ValueError) as exc:
-        raise error(f"{path}: bad architecture in its config ({exc})") from None
-    model = NeDR(
-        atmosphere=atmosphere or arch.get("atmosphere", "dark_channel"),
-        guided_filter=arch.get("guided_filter", True) if guided_filter is None else guided_filter,
-        arch=sizes,
-    )
+        raise error(f"{path}: bad architecture in its config or options ({exc})") from None
     missing_drem = apply_state(model, state, source=str(path), error=error)
     if missing_drem:
         if len(missing_drem) != len([k for k in model.state_dict() if k.startswith("drem.")]):
@@ -181,6 +182,7 @@ def _metadata(model: NeDR, config: Mapping[str, Any] | None) -> dict[str, str]:
 
     full = {"format": FORMAT_NAME, "nedr_version": __version__,
             "architecture": {"atmosphere": model.atmosphere, "guided_filter": model.guided_filter,
+                             "prior_mix": model.prior_mix,
                              **model.arch.to_config()}}
     full.update(config or {})
     return {"format": FORMAT_NAME, "config": json.dumps(full)}

@@ -47,7 +47,7 @@ class Architecture:
         """From a checkpoint's `architecture` block (unknown keys are refused, missing ones public)."""
         config = dict(config or {})
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known - {"atmosphere", "guided_filter"})
+        unknown = sorted(set(config) - known - {"atmosphere", "guided_filter", "prior_mix"})
         if unknown:
             raise ValueError(f"unknown architecture options {unknown}")
         return cls(**{k: v for k, v in config.items() if k in known})
@@ -75,11 +75,17 @@ class Prediction:
 class NeDR(nn.Module):
     """Predicts t (and β) and inverts the scattering model; J never comes from the decoder directly.
 
-    `atmosphere` ("dark_channel" | "max" | "brightest") and `guided_filter` are plain attributes,
-    switchable after loading; `arch` fixes the layer sizes (default: the public network).
+    `atmosphere` ("dark_channel" | "max" | "brightest"), `guided_filter` and `prior_mix` are plain
+    attributes, switchable after loading; `arch` fixes the layer sizes (default: the public network).
+
+    `prior_mix` m blends He et al.'s dark-channel t into the network's before the guided filter,
+    t = (1 − m)·t_network + m·t_prior (docs/model.md §7b): the two err in different places (the
+    network leaves haze on dark objects indoors, the prior over-dehazes bright surfaces), so a fixed
+    share of the prior trades a little on outdoor scenes for more indoors. 0 is the public network.
     """
 
-    def __init__(self, atmosphere: str = "dark_channel", guided_filter: bool = True, arch: Architecture = PUBLIC):
+    def __init__(self, atmosphere: str = "dark_channel", guided_filter: bool = True, arch: Architecture = PUBLIC,
+                 prior_mix: float = 0.0):
         super().__init__()
         self.arch = arch
         f = arch.decoder_features
@@ -94,6 +100,7 @@ class NeDR(nn.Module):
         self.prior_gate = PriorGate() if arch.prior_gate else None
         self.atmosphere = atmosphere
         self.guided_filter = guided_filter
+        self.prior_mix = prior_mix
         self.config: dict = {}  # provenance read from our checkpoint format
 
     @property
@@ -105,6 +112,19 @@ class NeDR(nn.Module):
         if mode not in ATMOSPHERE_MODES:
             raise ValueError(f"atmosphere must be one of {ATMOSPHERE_MODES}, got {mode!r}")
         self._atmosphere = mode
+
+    @property
+    def prior_mix(self) -> float:
+        return self._prior_mix
+
+    @prior_mix.setter
+    def prior_mix(self, share: float) -> None:
+        share = float(share)
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"prior_mix is the prior's share of t, in [0, 1], got {share}")
+        if share and self.prior_gate is not None:
+            raise ValueError("prior_mix and the prior gate both mix in the prior's t: use one")
+        self._prior_mix = share
 
     def transmission_logit(self, x: torch.Tensor, with_beta: bool = False):
         """Decoder output z (N×1×H×W) before tanh; with_beta also returns the β logit."""
@@ -132,6 +152,9 @@ class NeDR(nn.Module):
         a = atmospheric_light(x, self.atmosphere)
         if self.prior_gate is not None:
             t = self.prior_gate(x, t, prior_transmission(x, a).to(t.dtype))
+        elif self.prior_mix:
+            mixed = (1 - self.prior_mix) * t + self.prior_mix * prior_transmission(x, a).to(t.dtype)
+            t = mixed.clamp(T_MIN, T_MAX)
         guided = self.guided_filter if guided is None else guided
         if guided:
             if min(x.shape[-2:]) > 2 * GF_RADIUS + 1:

@@ -68,7 +68,8 @@ def _methods(args: argparse.Namespace) -> dict[str, object]:
         else:
             model = load_model(args)
             label = (f"NeDR ({args.checkpoint or 'default weights'}; A={model.atmosphere}, "
-                     f"guided filter {'on' if model.guided_filter else 'off'})")
+                     f"guided filter {'on' if model.guided_filter else 'off'}"
+                     + (f", prior mix {model.prior_mix:g})" if model.prior_mix else ")"))
             methods[label] = model_dehazer(model)
     return methods
 

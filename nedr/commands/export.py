@@ -11,6 +11,8 @@ from pathlib import Path
 from nedr.contract import TRITON_MODEL_NAME
 from nedr.errors import UserError
 
+from .common import prior_share
+
 HELP = "export a checkpoint to ONNX (verified against PyTorch), FP32 or FP16, or a Triton model repository"
 
 
@@ -35,6 +37,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "temporal stabilisation; --no-transmission exports J alone")
     parser.add_argument("--atmosphere", choices=("brightest", "dark_channel", "max"), default=None)
     parser.add_argument("--guided-filter", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--prior-mix", type=prior_share, default=None, metavar="M",
+                        help="share of the dark channel prior's t in t (default: the checkpoint's)")
     parser.add_argument("--fast", type=_hw, default=None, metavar="HxW",
                         help="fast variant: the network runs at HxW inside the graph and guided local-affine "
                              "upsampling carries the result to any input size")
@@ -84,8 +88,8 @@ def _with_transmission(args: argparse.Namespace) -> bool:
 def _export(args: argparse.Namespace, out: Path) -> None:
     from nedr.export.verified_export import export_fast_verified, export_verified
 
-    options = dict(verify=args.verify, atmosphere=args.atmosphere, guided_filter=args.guided_filter, opset=args.opset,
-                   with_transmission=_with_transmission(args))
+    options = dict(verify=args.verify, atmosphere=args.atmosphere, guided_filter=args.guided_filter,
+                   prior_mix=args.prior_mix, opset=args.opset, with_transmission=_with_transmission(args))
     if not args.fast:
         export_verified(args.checkpoint, out, precision=args.precision, atol=args.atol, static_size=args.static,
                         log=print, **options)
@@ -110,6 +114,7 @@ def _run_triton(args: argparse.Namespace) -> int:
         ignored = [flag for flag, on in (("CHECKPOINT", args.checkpoint), ("-o", args.output), ("--fast", args.fast),
                                           ("--static", args.static), ("--precision fp16", args.precision != "fp32"),
                                           ("--atmosphere", args.atmosphere), ("--guided-filter", args.guided_filter is not None),
+                                          ("--prior-mix", args.prior_mix is not None),
                                           ("--[no-]transmission", args.with_transmission is not None and args.from_onnx))
                    if on]
         if ignored:

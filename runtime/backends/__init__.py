@@ -206,7 +206,8 @@ class BackendRow:
 
 TABLE: dict[str, BackendRow] = {row.name: row for row in (
     BackendRow("torch", "torch:TorchBackend", CHECKPOINT_SUFFIXES,
-               ("device", "threads", "half", "channels_last", "atmosphere", "guided_filter", "cuda_graph"),
+               ("device", "threads", "half", "channels_last", "atmosphere", "guided_filter", "prior_mix",
+                "cuda_graph"),
                ("fp32", "fp16"), _installed("torch", "pip install torch"), gpu=torch_cuda_available),
     BackendRow("onnxruntime", "onnxruntime:OnnxRuntimeBackend", ONNX_SUFFIXES,
                ("threads", "providers", "device_id", "checkpoint", "precision", "spin"),

@@ -45,13 +45,13 @@ class TorchBackend(Backend):
 
     def __init__(self, model=None, device: str = "auto", threads: int | None = None, half: bool | None = None,
                  channels_last: bool | None = None, atmosphere: str | None = None,
-                 guided_filter: bool | None = None, cuda_graph: bool = False) -> None:
+                 guided_filter: bool | None = None, prior_mix: float | None = None, cuda_graph: bool = False) -> None:
         super().__init__()
         self.model_source = model
         self.device_name = device
         self.threads = threads
         self.half, self.channels_last = half, channels_last
-        self.atmosphere, self.guided_filter = atmosphere, guided_filter
+        self.atmosphere, self.guided_filter, self.prior_mix = atmosphere, guided_filter, prior_mix
         self.cuda_graph = bool(cuda_graph)
         self.provides_transmission = True
 
@@ -77,7 +77,8 @@ class TorchBackend(Backend):
 
             net = copy.deepcopy(self.model_source)  # moving/halving must not change the caller's model
         else:
-            net = load_checkpoint(self.model_source, atmosphere=self.atmosphere, guided_filter=self.guided_filter)
+            net = load_checkpoint(self.model_source, atmosphere=self.atmosphere, guided_filter=self.guided_filter,
+                                  prior_mix=self.prior_mix)
         cuda = self.device.type == "cuda"
         if self.cuda_graph and not cuda:
             raise BackendError(f"cuda_graph needs a CUDA device; this torch backend runs on {self.device}")
