@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from .ort_session import ort_session
 from .qdq import (CALIBRATED_OP_TYPES, OP_TYPES, TARGETS, QuantizeError, qdq_nodes, quantization_settings,
                   quantize_with_ranges, stem_convs, zero_points)
 from .sensitivity import MAX_FLOAT_LAYERS, MAX_SEARCH_EVALS, SearchStep, search_float_layers
+
+if TYPE_CHECKING:  # onnx is imported where it is used; annotations only name it
+    import onnx
 
 # onnxruntime, OpenCV and torch (through the exporter and the datasets) load on first use, so
 # building the CLI's parser, which reads the defaults below, stays cheap.
