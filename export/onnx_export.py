@@ -215,7 +215,8 @@ def export_onnx(model: NeDR, path: str | Path, *, opset: int = DEFAULT_OPSET,
 
 
 def checkpoint_model(checkpoint: str | Path, *, atmosphere: str | None = None, guided_filter: bool | None = None,
-                     prior_mix: float | None = None, metadata: Mapping[str, Any] | None = None) -> tuple[NeDR, dict[str, Any]]:
+                     prior_mix: float | None = None,
+                     metadata: Mapping[str, Any] | None = None) -> tuple[NeDR, dict[str, Any]]:
     """The model a checkpoint (public NeDR/D4 `.pth`, bare state dict, or ours) makes, and the
     metadata its export records: file name, sha256, its config, load warnings (e.g. DREM seeded for
     public files). One load serves both the export and its check against PyTorch.

@@ -16,8 +16,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="refine t with the guided filter (default: the checkpoint's setting)")
     parser.add_argument("--prior-mix", type=prior_share, default=None, metavar="M",
                         help="share of the dark channel prior's t in t, 0..1 (default: the checkpoint's: 0.4 for "
-                             "nedr-s, 0 for nedr). Per scene: with nedr-s, 0 scores 0.4-0.7 dB more on outdoor synthetic "
-                             "haze and 1.0 dB less on SOTS-indoor (README 'Bundled weights')")
+                             "nedr-s, 0 for nedr). Per scene: with nedr-s, 0 scores 0.4-0.7 dB more on outdoor "
+                             "synthetic haze and 1.0 dB less on SOTS-indoor (README 'Bundled weights')")
 
 
 def prior_share(text: str) -> float:
