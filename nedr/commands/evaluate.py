@@ -67,9 +67,9 @@ def _methods(args: argparse.Namespace) -> dict[str, object]:
             methods["hazy input"] = hazy_input
         else:
             model = load_model(args)
-            label = (f"NeDR ({args.checkpoint or 'default weights'}; A={model.atmosphere}, "
-                     f"guided filter {'on' if model.guided_filter else 'off'}"
-                     + (f", prior mix {model.prior_mix:g})" if model.prior_mix else ")"))
+            settings = [f"A={model.atmosphere}", f"guided filter {'on' if model.guided_filter else 'off'}"]
+            settings += [f"prior mix {model.prior_mix:g}"] if model.prior_mix else []
+            label = f"NeDR ({args.checkpoint or 'default weights'}; {', '.join(settings)})"
             methods[label] = model_dehazer(model)
     return methods
 
